@@ -1,0 +1,59 @@
+"""What every CLI module shares: the connection state and output in table or JSON form."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from roost.client import Client, locate
+from roost.settings import Settings, load_settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+JSONOption = typer.Option(False, "--json", help="print JSON instead of a table")
+ConfigOption = typer.Option(
+    None, "--config", "-c", help="settings file (or ROOST_CONFIG)", exists=False
+)
+
+
+@dataclass
+class State:
+    url: str | None = None
+    token: str | None = None
+
+
+def client(ctx: typer.Context) -> Client:
+    state: State = ctx.obj or State()
+    return Client(locate(state.url, state.token))
+
+
+def settings_from(config: Path | None, **overrides: Any) -> Settings:
+    return load_settings(config, overrides)
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str = "") -> None:
+    table = Table(title=title or None)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    console.print(table)
+
+
+def output(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool) -> None:
+    if as_json:
+        print_json(list(rows))
+    else:
+        print_table(rows, columns)

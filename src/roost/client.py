@@ -1,0 +1,112 @@
+"""The API client the CLI uses, and how it finds the server and its token.
+
+Order: ``--url``/``--token`` flags, ``ROOST_URL``/``ROOST_TOKEN``, then the client file that
+``roost serve`` writes into the data directory (``ROOST_DATA_DIR`` or ``/var/lib/roost``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from roost.server import read_client_file
+from roost.settings import DEFAULT_DATA_DIR
+
+
+class ClientError(Exception):
+    """The server refused or could not be reached; the message is for the operator."""
+
+
+@dataclass
+class Connection:
+    url: str
+    token: str | None
+
+
+def locate(url: str | None = None, token: str | None = None) -> Connection:
+    data_dir = Path(os.environ.get("ROOST_DATA_DIR") or DEFAULT_DATA_DIR)
+    found = read_client_file(data_dir)
+    url = url or os.environ.get("ROOST_URL") or found.get("url")
+    if not url:
+        raise ClientError(
+            f"no Roost server known: pass --url, set ROOST_URL, or run `roost serve` "
+            f"(it writes {data_dir / 'client.toml'})"
+        )
+    token = token or os.environ.get("ROOST_TOKEN")
+    if token is None and found.get("token_file"):
+        try:
+            token = Path(found["token_file"]).read_text().strip()
+        except OSError:
+            token = None
+    return Connection(url.rstrip("/"), token)
+
+
+def _problem(resp: httpx.Response) -> str:
+    try:
+        body = resp.json()
+        return f"{resp.status_code} {body.get('title', '')}: {body.get('detail', resp.text)}"
+    except ValueError:
+        return f"{resp.status_code}: {resp.text[:200]}"
+
+
+class Client:
+    def __init__(self, conn: Connection, timeout: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {conn.token}"} if conn.token else {}
+        self._http = httpx.Client(base_url=conn.url, headers=headers, timeout=timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.close()
+
+    def request(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            resp = self._http.request(method, f"/api/v1{path}", **kw)
+        except httpx.TransportError as exc:
+            raise ClientError(f"cannot reach {self._http.base_url}: {exc}") from None
+        if resp.status_code >= 400:
+            raise ClientError(_problem(resp))
+        return resp.json() if resp.content else None
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Any:
+        return self.request("POST", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Any:
+        return self.request("DELETE", path, **kw)
+
+    def sse(self, path: str, params: Any = None) -> Iterator[dict[str, Any]]:
+        """Follow a Server-Sent Events stream, reconnecting with Last-Event-ID on a drop."""
+        last_id: str | None = None
+        while True:
+            headers = {"Last-Event-ID": last_id} if last_id else {}
+            try:
+                with self._http.stream(
+                    "GET", f"/api/v1{path}", params=params, headers=headers,
+                    timeout=httpx.Timeout(30.0, read=None),
+                ) as resp:
+                    if resp.status_code >= 400:
+                        resp.read()
+                        raise ClientError(_problem(resp))
+                    data: list[str] = []
+                    for line in resp.iter_lines():
+                        if line.startswith("id:"):
+                            last_id = line[3:].strip()
+                        elif line.startswith("data:"):
+                            data.append(line[5:].strip())
+                        elif line == "" and data:
+                            yield json.loads("\n".join(data))
+                            data = []
+                    return
+            except httpx.TransportError as exc:
+                if last_id is None:
+                    raise ClientError(f"cannot reach {self._http.base_url}: {exc}") from None

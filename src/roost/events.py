@@ -1,0 +1,353 @@
+"""Typed events, one bus for every service, persistence, retention and fan-out.
+
+Theory of operation: a service calls :meth:`EventBus.publish` (waits until the event is
+stored) or :meth:`EventBus.emit` (fire-and-forget, for hot packet paths). A single writer
+task takes whatever is queued, stores it in one transaction (group commit) and only then
+fans the stored events, now carrying their ids, out to live subscribers. With PostgreSQL the
+same transaction sends ``NOTIFY roost_events`` so that other replicas on the database fan the
+events out to their own subscribers as well.
+
+:meth:`EventBus.stream` is what the API serves: it registers a live subscription *first*,
+then replays stored events, then continues live, skipping what the replay already delivered,
+so a reconnecting client sees no gap and no duplicate. A subscriber that falls too far
+behind is cut off rather than silently losing events; it reconnects with ``Last-Event-ID``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import Select, delete, insert, or_, select, text
+from sqlalchemy.engine import make_url
+
+from roost.db import Database
+from roost.db.models import EventRow
+from roost.settings import EventSettings
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "roost_events"
+_WRITE_BATCH = 1000
+_NOTIFY_IDS = 400  # ids per NOTIFY payload; PostgreSQL caps payloads at 8000 bytes
+
+
+class Event(BaseModel):
+    """One thing that happened, as stored and as streamed."""
+
+    id: int | None = None
+    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    type: str = Field(min_length=1, max_length=128, examples=["dhcp.lease.bound"])
+    subject: str = Field(default="", max_length=255)
+    site: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events a reader wants: type prefixes (any of), a subject, allowed sites."""
+
+    types: tuple[str, ...] = ()
+    subject: str | None = None
+    sites: tuple[str, ...] | None = None  # None: every site
+
+    def matches(self, ev: Event) -> bool:
+        if self.types and not any(ev.type.startswith(p) for p in self.types):
+            return False
+        if self.subject is not None and ev.subject != self.subject:
+            return False
+        return self.sites is None or ev.site is None or ev.site in self.sites
+
+
+class SubscriberTooSlow(Exception):
+    """The subscriber's queue overflowed; it must reconnect and replay."""
+
+
+@dataclass(eq=False)
+class Subscription:
+    filter: EventFilter
+    queue: asyncio.Queue[Event | None]
+    overflowed: bool = False
+
+    def deliver(self, ev: Event) -> None:
+        if self.overflowed or not self.filter.matches(ev):
+            return
+        try:
+            self.queue.put_nowait(ev)
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+    def close(self) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(None)
+
+    async def get(self) -> Event | None:
+        """The next event, or ``None`` when the bus shuts down."""
+        if self.overflowed and self.queue.empty():
+            raise SubscriberTooSlow
+        ev = await self.queue.get()
+        if ev is None and self.overflowed:
+            raise SubscriberTooSlow
+        return ev
+
+
+@dataclass
+class _Pending:
+    event: Event
+    done: asyncio.Future[Event] | None
+
+
+@dataclass
+class EventBus:
+    """The process-wide event bus; constructed without I/O, started by :meth:`start`."""
+
+    db: Database
+    settings: EventSettings
+    site: str | None = None
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex)
+    _queue: asyncio.Queue[_Pending] = field(default_factory=asyncio.Queue)
+    _subs: set[Subscription] = field(default_factory=set)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _listener: Any = None
+    published: int = 0
+
+    async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._writer(), name="events-writer"))
+        self._tasks.append(asyncio.create_task(self._retention(), name="events-retention"))
+        if self.db.dialect == "postgresql":
+            await self._listen()
+
+    async def stop(self) -> None:
+        await self._queue.join()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+            self._listener = None
+        self.end_streams()
+
+    def end_streams(self) -> None:
+        """Tell every live subscriber that the stream ends (at shutdown)."""
+        for sub in list(self._subs):
+            sub.close()
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def _make(self, type: str, subject: str, data: dict[str, Any] | None, site: str | None) -> Event:
+        return Event(type=type, subject=subject, data=data or {}, site=site or self.site)
+
+    async def publish(
+        self,
+        type: str,
+        subject: str = "",
+        data: dict[str, Any] | None = None,
+        site: str | None = None,
+    ) -> Event:
+        """Store an event and return it with its id once it is durable."""
+        done: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(self._make(type, subject, data, site), done))
+        return await done
+
+    def emit(
+        self,
+        type: str,
+        subject: str = "",
+        data: dict[str, Any] | None = None,
+        site: str | None = None,
+    ) -> None:
+        """Queue an event without waiting; for paths that must not block."""
+        self._queue.put_nowait(_Pending(self._make(type, subject, data, site), None))
+
+    async def _writer(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < _WRITE_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._store(batch)
+            except Exception as exc:
+                log.exception("storing %d events failed", len(batch))
+                for p in batch:
+                    if p.done is not None and not p.done.done():
+                        p.done.set_exception(exc)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _store(self, batch: list[_Pending]) -> None:
+        rows = [p.event.model_dump(exclude={"id"}) for p in batch]
+        async with self.db.session() as s:
+            result = await s.execute(
+                insert(EventRow).returning(EventRow.id, sort_by_parameter_order=True), rows
+            )
+            ids = [r[0] for r in result]
+            if self.db.dialect == "postgresql":
+                for i in range(0, len(ids), _NOTIFY_IDS):
+                    payload = json.dumps({"o": self.instance, "ids": ids[i : i + _NOTIFY_IDS]})
+                    await s.execute(
+                        text("SELECT pg_notify(:ch, :p)"), {"ch": NOTIFY_CHANNEL, "p": payload}
+                    )
+        for p, ev_id in zip(batch, ids, strict=True):
+            p.event.id = ev_id
+            self.published += 1
+            self._fan_out(p.event)
+            if p.done is not None and not p.done.done():
+                p.done.set_result(p.event)
+
+    def _fan_out(self, ev: Event) -> None:
+        for sub in self._subs:
+            sub.deliver(ev)
+
+    # -- other replicas (PostgreSQL LISTEN/NOTIFY) -------------------------------------------
+
+    async def _listen(self) -> None:
+        import asyncpg
+
+        dsn = make_url(self.db.url).set(drivername="postgresql").render_as_string(
+            hide_password=False
+        )
+        self._listener = await asyncpg.connect(dsn)
+        await self._listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        msg = json.loads(payload)
+        if msg.get("o") == self.instance:
+            return
+        task = asyncio.create_task(self._fan_out_remote(msg["ids"]))
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    async def _fan_out_remote(self, ids: list[int]) -> None:
+        async with self.db.session() as s:
+            rows = (
+                await s.execute(select(EventRow).where(EventRow.id.in_(ids)).order_by(EventRow.id))
+            ).scalars()
+            for row in rows:
+                self._fan_out(_to_event(row))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def subscribe(self, flt: EventFilter) -> Iterator[Subscription]:
+        sub = Subscription(flt, asyncio.Queue(self.settings.subscriber_queue + 1))
+        self._subs.add(sub)
+        try:
+            yield sub
+        finally:
+            self._subs.discard(sub)
+
+    async def history(
+        self,
+        flt: EventFilter,
+        after_id: int | None = None,
+        since: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[Event]:
+        q = select(EventRow).order_by(EventRow.id).limit(limit)
+        if after_id is not None:
+            q = q.where(EventRow.id > after_id)
+        if since is not None:
+            q = q.where(EventRow.time >= since)
+        async with self.db.session() as s:
+            return [_to_event(r) for r in (await s.execute(self._filtered(q, flt))).scalars()]
+
+    @staticmethod
+    def _filtered(q: Select[tuple[EventRow]], flt: EventFilter) -> Select[tuple[EventRow]]:
+        if flt.types:
+            q = q.where(or_(*(EventRow.type.startswith(p, autoescape=True) for p in flt.types)))
+        if flt.subject is not None:
+            q = q.where(EventRow.subject == flt.subject)
+        if flt.sites is not None:
+            q = q.where(or_(EventRow.site.is_(None), EventRow.site.in_(flt.sites)))
+        return q
+
+    async def tail(self, flt: EventFilter, count: int) -> list[Event]:
+        """The newest ``count`` matching events, oldest first."""
+        q = self._filtered(select(EventRow), flt).order_by(EventRow.id.desc()).limit(count)
+        async with self.db.session() as s:
+            return [_to_event(r) for r in reversed(list((await s.execute(q)).scalars()))]
+
+    async def stream(
+        self,
+        flt: EventFilter,
+        after_id: int | None = None,
+        since: datetime | None = None,
+        replay: bool = True,
+    ) -> AsyncIterator[Event]:
+        """Replay (when asked) and then follow live events; ends when the bus stops."""
+        with self.subscribe(flt) as sub:
+            replayed: deque[int] = deque(maxlen=self.settings.subscriber_queue + 1)
+            if replay and (after_id is not None or since is not None):
+                cursor = after_id
+                while True:
+                    page = await self.history(flt, after_id=cursor, since=since)
+                    for ev in page:
+                        assert ev.id is not None
+                        replayed.append(ev.id)
+                        cursor = ev.id
+                        yield ev
+                    if len(page) < 1000:
+                        break
+            seen = set(replayed)
+            while True:
+                ev = await sub.get()
+                if ev is None:
+                    return
+                if ev.id in seen:
+                    continue
+                yield ev
+
+    # -- retention -------------------------------------------------------------------------
+
+    async def sweep(self, now: datetime | None = None) -> int:
+        """Delete events past their retention time or beyond the row cap; return how many."""
+        now = now or datetime.now(UTC)
+        cutoff = now - timedelta(days=self.settings.retention_days)
+        async with self.db.session() as s:
+            gone = (await s.execute(delete(EventRow).where(EventRow.time < cutoff))).rowcount
+            keep_from = (
+                await s.execute(
+                    select(EventRow.id)
+                    .order_by(EventRow.id.desc())
+                    .offset(self.settings.max_rows - 1)
+                    .limit(1)
+                )
+            ).scalar()
+            if keep_from is not None:
+                gone += (await s.execute(delete(EventRow).where(EventRow.id < keep_from))).rowcount
+        return int(gone or 0)
+
+    async def _retention(self) -> None:
+        while True:
+            try:
+                n = await self.sweep()
+                if n:
+                    log.info("event retention removed %d events", n)
+            except Exception:
+                log.exception("event retention sweep failed")
+            await asyncio.sleep(3600)
+
+
+def _to_event(row: EventRow) -> Event:
+    return Event(
+        id=row.id, time=row.time, type=row.type, subject=row.subject, site=row.site, data=row.data
+    )
+
+
+def parse_types(values: Sequence[str]) -> tuple[str, ...]:
+    """Type prefixes from repeated or comma-separated parameters."""
+    return tuple(p.strip() for v in values for p in v.split(",") if p.strip())

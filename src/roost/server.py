@@ -1,0 +1,125 @@
+"""``roost serve``: one asyncio process running the API and every enabled service.
+
+Start-up: settings are already validated; the data directory is created, migrations run,
+the first admin token is created if there is none, services start, the API listens, and a
+client file is written so the local CLI finds the server. SIGTERM or Ctrl-C shuts down in
+order within ten seconds: stop accepting, end streams, stop services, flush events, close
+the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import tomllib
+from pathlib import Path
+
+import uvicorn
+
+from roost.api import create_app
+from roost.auth import IssuedToken, ensure_admin_token
+from roost.service import Runtime
+from roost.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CLIENT_FILE = "client.toml"
+SHUTDOWN_SECONDS = 10.0
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:
+        """Roost handles signals itself."""
+
+
+def write_client_file(data_dir: Path, url: str) -> Path:
+    """Where the local CLI finds the API and the admin token (mode 0600)."""
+    path = data_dir / CLIENT_FILE
+    body = f'url = "{url}"\ntoken_file = "{data_dir / "admin-token"}"\n'
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(body)
+    os.replace(tmp, path)
+    return path
+
+
+def read_client_file(data_dir: Path) -> dict[str, str]:
+    try:
+        with (data_dir / CLIENT_FILE).open("rb") as f:
+            return {k: str(v) for k, v in tomllib.load(f).items()}
+    except (FileNotFoundError, PermissionError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def _announce(issued: IssuedToken | None, url: str, settings: Settings) -> None:
+    out = sys.stderr
+    print(f"Roost API listening on {url}/api/v1 (docs: {url}/api/v1/docs)", file=out)
+    if issued is not None:
+        print(
+            "\nFirst start: an admin token was created. It is shown once and saved, mode 0600, in\n"
+            f"  {settings.data_dir / 'admin-token'}\n\n  {issued.secret}\n\n"
+            f"Use it as: curl -H 'Authorization: Bearer <token>' {url}/api/v1/events\n",
+            file=out,
+        )
+    out.flush()
+
+
+async def serve(settings: Settings) -> None:
+    runtime = Runtime.create(settings)
+    await runtime.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server: _Server | None = None
+    try:
+        issued = await ensure_admin_token(runtime.db, settings.data_dir)
+        sock = socket.socket(
+            socket.AF_INET6 if ":" in settings.api.host else socket.AF_INET, socket.SOCK_STREAM
+        )
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((settings.api.host, settings.api.port))
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        url = settings.api.public_url or f"http://{shown}:{port}"
+        config = uvicorn.Config(
+            create_app(runtime), log_config=None, access_log=False,
+            timeout_graceful_shutdown=int(SHUTDOWN_SECONDS / 2), lifespan="off",
+        )
+        server = _Server(config)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.01)
+        if serving.done():
+            await serving
+        write_client_file(settings.data_dir, url)
+        _announce(issued, url, settings)
+        await runtime.bus.publish("roost.started", settings.site, {"url": url, "pid": os.getpid()})
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({serving, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        log.info("shutting down")
+        server.should_exit = True
+        runtime.bus.end_streams()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(serving, SHUTDOWN_SECONDS / 2)
+        waiter.cancel()
+    finally:
+        with contextlib.suppress(Exception):
+            await runtime.bus.publish("roost.stopped", settings.site, {"pid": os.getpid()})
+        await asyncio.wait_for(runtime.stop(), SHUTDOWN_SECONDS / 2)
+
+
+def run(settings: Settings) -> None:
+    """Run :func:`serve` on uvloop when it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))

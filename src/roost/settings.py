@@ -1,0 +1,176 @@
+"""The one typed settings model of Roost.
+
+Settings come, highest precedence first, from CLI flags (passed as overrides), environment
+variables ``ROOST_<SECTION>__<KEY>``, the TOML file named by ``--config`` or ``ROOST_CONFIG``,
+and the defaults below. Each service owns one section; a later capability adds its section
+here and nothing else. Settings are validated once at start-up and passed down: nothing deep
+inside Roost reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from roost.errors import ConfigError
+
+DEFAULT_DATA_DIR = Path("/var/lib/roost")
+
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("roost_config_file", default=None)
+
+
+class Section(BaseModel):
+    """Base of every settings section: unknown keys are errors, so typos are caught."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class APISettings(Section):
+    host: str = "127.0.0.1"
+    """Address the API and web UI listen on; loopback unless the operator opens it."""
+    port: int = Field(default=8440, ge=0, le=65535)
+    """TCP port of the API (0 picks a free one, for tests)."""
+    public_url: str | None = None
+    """URL that clients and nodes use to reach the API when it differs from host:port."""
+
+
+class DatabaseSettings(Section):
+    url: str | None = None
+    """SQLAlchemy URL; empty means SQLite ``roost.db`` in the data directory.
+    PostgreSQL: ``postgresql+asyncpg://user:password@host/db``."""
+    echo: bool = False
+
+
+class EventSettings(Section):
+    retention_days: float = Field(default=14.0, gt=0)
+    """Events older than this are deleted by the retention sweep."""
+    max_rows: int = Field(default=1_000_000, ge=1000)
+    """Upper bound on stored events; the oldest go first."""
+    subscriber_queue: int = Field(default=10_000, ge=10)
+    """Events buffered per live subscriber before it is cut off as too slow."""
+
+
+class LogSettings(Section):
+    format: Literal["console", "json"] = "console"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(BaseSettings):
+    """Everything Roost can be told, in one place."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ROOST_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    site: str = "default"
+    """Name of the site this process serves."""
+    api: APISettings = APISettings()
+    database: DatabaseSettings = DatabaseSettings()
+    events: EventSettings = EventSettings()
+    log: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TOMLSource(settings_cls, _CONFIG_FILE.get()))
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'roost.db'}"
+
+
+class _TOMLSource(PydanticBaseSettingsSource):
+    """Reads the TOML file; missing file means no settings from it."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        if path is not None:
+            try:
+                with path.open("rb") as f:
+                    self._data = tomllib.load(f)
+            except FileNotFoundError as exc:
+                raise ConfigError(f"{path}: no such settings file") from exc
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def _set_nested(target: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        target = target.setdefault(part, {})
+    target[leaf] = value
+
+
+def load_settings(
+    config_file: Path | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Build the effective settings; raise :class:`ConfigError` naming the bad key.
+
+    ``overrides`` maps dotted keys (``api.port``) to values from CLI flags; ``None`` values are
+    ignored so unset flags do not mask the file or the environment.
+    """
+    if config_file is None and os.environ.get("ROOST_CONFIG"):
+        config_file = Path(os.environ["ROOST_CONFIG"])
+    init: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_nested(init, key, value)
+    token = _CONFIG_FILE.set(config_file)
+    try:
+        return Settings(**init)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, config_file)) from None
+    finally:
+        _CONFIG_FILE.reset(token)
+
+
+def _describe(exc: ValidationError, config_file: Path | None) -> str:
+    where = f"{config_file}: " if config_file else ""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
+        given = err.get("input")
+        shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
+        lines.append(f"{where}{key}: {msg}{shown}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """Settings as plain data with every secret replaced by ``***``."""
+    from sqlalchemy.engine import make_url
+
+    data = settings.model_dump(mode="json")
+    if settings.database.url:
+        data["database"]["url"] = make_url(settings.database.url).render_as_string(
+            hide_password=True
+        )
+    return data
