@@ -91,7 +91,10 @@ class Client:
             headers = {"Last-Event-ID": last_id} if last_id else {}
             try:
                 with self._http.stream(
-                    "GET", f"/api/v1{path}", params=params, headers=headers,
+                    "GET",
+                    f"/api/v1{path}",
+                    params=params,
+                    headers=headers,
                     timeout=httpx.Timeout(30.0, read=None),
                 ) as resp:
                     if resp.status_code >= 400:

@@ -24,11 +24,11 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, Field
 from sqlalchemy import Select, delete, insert, or_, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import CursorResult, make_url
 
 from roost.db import Database
 from roost.db.models import EventRow
@@ -147,7 +147,9 @@ class EventBus:
 
     # -- publishing ------------------------------------------------------------------------
 
-    def _make(self, type: str, subject: str, data: dict[str, Any] | None, site: str | None) -> Event:
+    def _make(
+        self, type: str, subject: str, data: dict[str, Any] | None, site: str | None
+    ) -> Event:
         return Event(type=type, subject=subject, data=data or {}, site=site or self.site)
 
     async def publish(
@@ -215,10 +217,10 @@ class EventBus:
     # -- other replicas (PostgreSQL LISTEN/NOTIFY) -------------------------------------------
 
     async def _listen(self) -> None:
-        import asyncpg
+        import asyncpg  # type: ignore[import-untyped]
 
-        dsn = make_url(self.db.url).set(drivername="postgresql").render_as_string(
-            hide_password=False
+        dsn = (
+            make_url(self.db.url).set(drivername="postgresql").render_as_string(hide_password=False)
         )
         self._listener = await asyncpg.connect(dsn)
         await self._listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
@@ -266,7 +268,7 @@ class EventBus:
             return [_to_event(r) for r in (await s.execute(self._filtered(q, flt))).scalars()]
 
     @staticmethod
-    def _filtered(q: Select[tuple[EventRow]], flt: EventFilter) -> Select[tuple[EventRow]]:
+    def _filtered(q: Select[EventRow], flt: EventFilter) -> Select[EventRow]:
         if flt.types:
             q = q.where(or_(*(EventRow.type.startswith(p, autoescape=True) for p in flt.types)))
         if flt.subject is not None:
@@ -304,12 +306,12 @@ class EventBus:
                         break
             seen = set(replayed)
             while True:
-                ev = await sub.get()
-                if ev is None:
+                live = await sub.get()
+                if live is None:
                     return
-                if ev.id in seen:
+                if live.id in seen:
                     continue
-                yield ev
+                yield live
 
     # -- retention -------------------------------------------------------------------------
 
@@ -318,7 +320,8 @@ class EventBus:
         now = now or datetime.now(UTC)
         cutoff = now - timedelta(days=self.settings.retention_days)
         async with self.db.session() as s:
-            gone = (await s.execute(delete(EventRow).where(EventRow.time < cutoff))).rowcount
+            res = await s.execute(delete(EventRow).where(EventRow.time < cutoff))
+            gone = cast(CursorResult[Any], res).rowcount
             keep_from = (
                 await s.execute(
                     select(EventRow.id)
@@ -328,7 +331,8 @@ class EventBus:
                 )
             ).scalar()
             if keep_from is not None:
-                gone += (await s.execute(delete(EventRow).where(EventRow.id < keep_from))).rowcount
+                res = await s.execute(delete(EventRow).where(EventRow.id < keep_from))
+                gone += cast(CursorResult[Any], res).rowcount
         return int(gone or 0)
 
     async def _retention(self) -> None:

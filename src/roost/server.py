@@ -89,12 +89,15 @@ async def serve(settings: Settings) -> None:
         shown = f"[{host}]" if ":" in host else host
         url = settings.api.public_url or f"http://{shown}:{port}"
         config = uvicorn.Config(
-            create_app(runtime), log_config=None, access_log=False,
-            timeout_graceful_shutdown=int(SHUTDOWN_SECONDS / 2), lifespan="off",
+            create_app(runtime),
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=int(SHUTDOWN_SECONDS / 2),
+            lifespan="off",
         )
         server = _Server(config)
         serving = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started and not serving.done():
+        while not server.started and not serving.done():  # noqa: ASYNC110 - no event to wait on
             await asyncio.sleep(0.01)
         if serving.done():
             await serving

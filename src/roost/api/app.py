@@ -38,6 +38,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     ) -> Response:
         start = time.perf_counter()
         response = await call_next(request)
+        # FastAPI mounts routers, so the template is relative to /api/v1 (health: absolute).
         route = request.scope.get("route")
         path = route.path if isinstance(route, APIRoute) else "unmatched"
         HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()

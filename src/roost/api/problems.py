@@ -15,9 +15,17 @@ from roost.errors import RoostError
 log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
-_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
-           405: "Method not allowed", 409: "Conflict", 422: "Invalid input",
-           429: "Too many requests", 503: "Unavailable"}
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    422: "Invalid input",
+    429: "Too many requests",
+    503: "Unavailable",
+}
 
 
 def problem(
@@ -27,8 +35,13 @@ def problem(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    body = {"type": "about:blank", "title": title or _TITLES.get(status, "Error"),
-            "status": status, "detail": detail, **extra}
+    body = {
+        "type": "about:blank",
+        "title": title or _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -51,8 +64,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"location": _location(tuple(e["loc"])), "message": e["msg"]}
-                  for e in exc.errors()]
+        errors = [
+            {"location": _location(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()
+        ]
         detail = "; ".join(f"{e['location']}: {e['message']}" for e in errors)
         return problem(422, detail, errors=errors)
 

@@ -43,15 +43,20 @@ async def create(body: TokenCreate, runtime: RuntimeDep, who: Admin) -> TokenCre
         "token.created", issued.id, {"name": issued.name, "role": issued.role, "by": who.token_id}
     )
     return TokenCreated(
-        id=issued.id, name=issued.name, role=issued.role, sites=issued.sites,
-        expires_at=issued.expires_at, token=issued.secret,
+        id=issued.id,
+        name=issued.name,
+        role=issued.role,
+        sites=issued.sites,
+        expires_at=issued.expires_at,
+        token=issued.secret,
     )
 
 
 @router.get("", response_model=list[TokenOut])
 async def list_(runtime: RuntimeDep, _: Admin) -> list[TokenOut]:
-    return [TokenOut.model_validate(r, from_attributes=True)
-            for r in await auth.list_tokens(runtime.db)]
+    return [
+        TokenOut.model_validate(r, from_attributes=True) for r in await auth.list_tokens(runtime.db)
+    ]
 
 
 @router.delete("/{token_id}", response_model=TokenOut)

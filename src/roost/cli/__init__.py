@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from roost.cli import config, events, serve, token
+from roost.cli import config, demo, events, serve, token
 from roost.cli.common import State
 from roost.client import ClientError
 from roost.errors import RoostError
@@ -33,6 +33,7 @@ app.command("serve")(serve.serve)
 app.add_typer(config.app, name="config")
 app.add_typer(token.app, name="token")
 app.command("events")(events.events)
+app.command("demo")(demo.demo)
 
 
 def main() -> None:

@@ -12,13 +12,17 @@ from roost.cli.common import JSONOption, client, console, print_table
 
 def _line(ev: dict[str, Any]) -> str:
     data = json.dumps(ev.get("data") or {}, separators=(",", ":"))
-    return f"{ev['id']:>8}  {ev['time'][:23]}  {ev['type']:<28} {ev.get('subject') or '-':<20} {data}"
+    return (
+        f"{ev['id']:>8}  {ev['time'][:23]}  {ev['type']:<28} {ev.get('subject') or '-':<20} {data}"
+    )
 
 
 def events(
     ctx: typer.Context,
     follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new events"),
-    type_: list[str] = typer.Option([], "--type", "-t", help="type prefix, e.g. dhcp. (repeatable)"),
+    type_: list[str] = typer.Option(
+        [], "--type", "-t", help="type prefix, e.g. dhcp. (repeatable)"
+    ),
     subject: str | None = typer.Option(None, help="only this subject"),
     since: str | None = typer.Option(None, help="event id, ISO 8601 time or age (15m)"),
     tail: int = typer.Option(20, help="how many recent events to show first"),

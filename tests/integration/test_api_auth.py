@@ -1,0 +1,50 @@
+"""Tokens and roles over the in-process API, on both databases."""
+
+from __future__ import annotations
+
+import httpx
+
+from roost.service import Runtime
+
+
+async def test_no_token_gets_401_problem(api: httpx.AsyncClient) -> None:
+    resp = await api.get("/api/v1/tokens", headers={"Authorization": ""})
+    assert resp.status_code == 401
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert resp.headers["www-authenticate"].startswith("Bearer")
+    assert "missing bearer token" in resp.json()["detail"]
+
+
+async def test_health_answers_without_token(api: httpx.AsyncClient) -> None:
+    async with httpx.AsyncClient(transport=api._transport, base_url="http://roost.test") as anon:
+        assert (await anon.get("/healthz")).status_code == 200
+        assert (await anon.get("/api/v1/openapi.json")).status_code == 200
+        assert (await anon.get("/metrics")).status_code == 401
+
+
+async def test_roles_and_revocation(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    created = (await api.post("/api/v1/tokens", json={"name": "ro", "role": "viewer"})).json()
+    viewer = {"Authorization": f"Bearer {created['token']}"}
+    assert (await api.get("/api/v1/events/history", headers=viewer)).status_code == 200
+    denied = await api.get("/api/v1/tokens", headers=viewer)
+    assert denied.status_code == 403
+    assert "admin role" in denied.json()["detail"]
+    assert (await api.delete(f"/api/v1/tokens/{created['id']}")).status_code == 200
+    assert (await api.get("/api/v1/events/history", headers=viewer)).status_code == 401
+    listed = (await api.get("/api/v1/tokens")).json()
+    assert all("token" not in t and "secret_hash" not in t for t in listed)
+
+
+async def test_malformed_body_gets_precise_problem(api: httpx.AsyncClient) -> None:
+    resp = await api.post("/api/v1/tokens", json={"name": "", "role": "root"})
+    assert resp.status_code == 422
+    body = resp.json()
+    locations = {e["location"] for e in body["errors"]}
+    assert locations == {"body name", "body role"}
+    assert "viewer" in body["detail"]
+
+
+async def test_metrics_with_token(api: httpx.AsyncClient) -> None:
+    await api.get("/api/v1/tokens")
+    text = (await api.get("/metrics")).text
+    assert 'roost_http_requests_total{method="GET",route="/tokens",status="200"}' in text
