@@ -65,6 +65,14 @@ class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class BootSettings(Section):
+    """The HTTP boot server (boot files, per-node scripts); the network-boot capability extends it."""
+
+    http_port: int = Field(default=8442, ge=0, le=65535)
+    """TCP port of the HTTP boot server, separate from the API. iPXE scripts are at
+    ``/boot/<mac>.ipxe`` and boot files at ``/files/<name>`` on it."""
+
+
 class Settings(BaseSettings):
     """Everything Roost can be told, in one place."""
 
@@ -80,6 +88,7 @@ class Settings(BaseSettings):
     api: APISettings = APISettings()
     database: DatabaseSettings = DatabaseSettings()
     events: EventSettings = EventSettings()
+    boot: BootSettings = BootSettings()
     log: LogSettings = LogSettings()
 
     @classmethod
