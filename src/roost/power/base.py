@@ -101,7 +101,8 @@ class PowerDriver(ABC):
     async def _cycle(self) -> None:
         """Hard reset; the default powers off, waits for off, then powers on."""
         await self._off()
-        await self._wait_for(PowerState.OFF)
+        if self._can_verify():
+            await self._wait_for(PowerState.OFF)
         await self._on()
 
     async def _set_boot_device(self, device: BootDevice) -> None:

@@ -65,12 +65,12 @@ async def test_boot_device_override(sushy_emulator: Emulator) -> None:
 
 
 async def test_wrong_password_is_fatal(sushy_emulator: Emulator) -> None:
-    with pytest.raises(FatalError, match="401|[Aa]ccess|[Uu]nauthori"):
+    with pytest.raises(FatalError, match=r"401|[Aa]ccess|[Uu]nauthori"):
         await driver(sushy_emulator, password="wrong").power_status()
 
 
 async def test_unknown_system_is_fatal(sushy_emulator: Emulator) -> None:
-    with pytest.raises(FatalError, match="404|not found|NotFound"):
+    with pytest.raises(FatalError, match=r"404|not found|NotFound"):
         await driver(sushy_emulator, system_id="no-such-system").power_on()
 
 
