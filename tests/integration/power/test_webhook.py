@@ -146,7 +146,7 @@ async def test_server_errors_are_retried(plug: Plug) -> None:
 
 async def test_refused_credentials_are_fatal_and_not_retried(plug: Plug) -> None:
     d = driver(plug, secret_headers={"Authorization": "Bearer wrong"})
-    with pytest.raises(FatalError, match="HTTP 401.*credentials refused"):
+    with pytest.raises(FatalError, match=r"HTTP 401.*credentials refused"):
         await d.power_on()
     assert len(plug.requests) == 1
 
