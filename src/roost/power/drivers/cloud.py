@@ -105,13 +105,33 @@ class LibcloudDriver(PowerDriver):
             from roost.power.drivers.hetzner import HetznerNodeDriver
 
             return HetznerNodeDriver(s["key"], **options)
+        from libcloud.compute.base import NodeDriver
         from libcloud.compute.providers import Provider, get_driver
 
         if provider == "digitalocean":
-            return get_driver(Provider.DIGITAL_OCEAN)(s["key"], **options)
+            from libcloud.compute.drivers.digitalocean import DigitalOcean_v2_NodeDriver
+
+            class DigitalOcean(DigitalOcean_v2_NodeDriver):
+                # libcloud 3.9's DigitalOcean driver forwards host/port/secure to
+                # object.__new__ (which refuses them) and then drops them in __init__;
+                # construct it as a plain NodeDriver so the endpoint is honoured.
+                def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+                    return object.__new__(cls)
+
+                def __init__(self, key: str, **kwargs: Any) -> None:
+                    self.ex_per_page = 200
+                    NodeDriver.__init__(self, key, **kwargs)
+
+            return DigitalOcean(s["key"], **options)
         if provider == "ec2":
+            # Signature Version 4 everywhere: libcloud's table still lists version 2 for some
+            # regions, which AWS no longer accepts for new accounts.
             return get_driver(Provider.EC2)(
-                s["key"], s["secret"], region=s["region"] or "us-east-1", **options
+                s["key"],
+                s["secret"],
+                region=s["region"] or "us-east-1",
+                signature_version="4",
+                **options,
             )
         # GCE: service-account login; the token is not cached on disk (devnull), so no
         # credential lands in a home directory.
@@ -125,6 +145,16 @@ class LibcloudDriver(PowerDriver):
             **options,
         )
 
+    def _connect_checked(self) -> Any:
+        driver = self._connect()
+        endpoint = self.settings["endpoint"]
+        if endpoint and driver.connection.host != urlsplit(endpoint).hostname:
+            # Never let a driver that ignores the override talk to the real cloud.
+            raise FatalError(
+                f"libcloud: the {self.settings['provider']} driver ignored endpoint {endpoint}"
+            )
+        return driver
+
     def _call_sync(self, fn: Callable[[Any], T]) -> T:
         from libcloud.common.exceptions import BaseHTTPError
         from libcloud.common.types import InvalidCredsError, LibcloudError
@@ -133,7 +163,7 @@ class LibcloudDriver(PowerDriver):
         with self._lock:
             try:
                 if self._driver is None:
-                    self._driver = self._connect()
+                    self._driver = self._connect_checked()
                 return fn(self._driver)
             except InvalidCredsError as exc:
                 raise FatalError(f"{where}: credentials refused: {exc}") from exc
