@@ -290,3 +290,119 @@ async def test_ec2_create_and_destroy(ec2: ReplayServer) -> None:
     )
     await d.destroy_node()
     assert ec2.requests[-1].query["Action"] == "TerminateInstances"
+
+
+# -- Google Compute Engine ---------------------------------------------------------------
+
+GCE_ACCOUNT, GCE_PROJECT = "rpw@project_name.iam.gserviceaccount.com", "project_name"
+GCE_BASE = f"/compute/v1/projects/{GCE_PROJECT}"
+GCE_TOKEN = "ya29.rpw-test-access-token"
+
+
+@pytest.fixture(scope="module")
+def gce_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+@pytest.fixture
+def gce() -> Iterator[ReplayServer]:
+    state = {"status": "terminated"}
+    instance = f"{GCE_BASE}/zones/us-central1-a/instances/node-name"
+    ops = f"{GCE_BASE}/zones/us-central1-a/operations/operation-zones_us-central1-a_instances"
+    ops += "_node-name"
+
+    def bearer(route: Any) -> Any:
+        def check(req: Request) -> tuple[int, str]:
+            if req.headers.get("authorization") != f"Bearer {GCE_TOKEN}":
+                return 401, "error_unauthorized.json"
+            answer: tuple[int, str] = route(req)
+            return answer
+
+        return check
+
+    def act(kind: str, new: str) -> Any:
+        def route(req: Request) -> tuple[int, str]:
+            state["status"] = new
+            return 200, f"operation_{kind}_running.json"
+
+        return route
+
+    routes: dict[tuple[str, str], Any] = {
+        ("GET", f"{GCE_BASE}/zones"): lambda r: (200, "zones.json"),
+        ("GET", f"{GCE_BASE}/regions"): lambda r: (200, "regions.json"),
+        # libcloud maps an instance's disks through the project's aggregated disk list
+        ("GET", f"{GCE_BASE}/aggregated/disks"): lambda r: (200, "aggregated_disks.json"),
+        ("GET", f"{GCE_BASE}/zones/us-central1-a"): lambda r: (200, "zone_us-central1-a.json"),
+        ("GET", f"{GCE_BASE}/regions/us-central1"): lambda r: (200, "region_us-central1.json"),
+        ("GET", instance): lambda r: (200, f"instance_{state['status']}.json"),
+        ("POST", f"{instance}/start"): act("start", "running"),
+        ("POST", f"{instance}/stop"): act("stop", "terminated"),
+        ("POST", f"{instance}/reset"): act("reset", "running"),
+        ("DELETE", instance): act("delete", "terminated"),
+        ("GET", f"{GCE_BASE}/zones/us-central1-a/instances"): lambda r: (200, "instances.json"),
+    }
+    for kind in ("start", "stop", "reset", "delete"):
+        routes[("GET", f"{ops}_{kind}")] = lambda r, k=kind: (200, f"operation_{k}_done.json")
+    routes = {k: bearer(v) for k, v in routes.items()}
+    # Google OAuth 2.0 for service accounts: a signed JWT is exchanged for a bearer token.
+    routes[("POST", "/o/oauth2/token")] = lambda r: (200, "token.json")
+    with ReplayServer("gce", routes).running() as server:
+        yield server
+    assert not server.unmatched, [(r.method, r.path) for r in server.unmatched]
+
+
+def gce_driver(server: ReplayServer, key: str) -> LibcloudDriver:
+    return cloud(
+        server,
+        provider="gce",
+        key=GCE_ACCOUNT,
+        secret=key,
+        project=GCE_PROJECT,
+        region="us-central1-a",
+        node_id="node-name",
+    )
+
+
+async def test_gce_service_account_login_and_power(gce: ReplayServer, gce_key: str) -> None:
+    d = gce_driver(gce, gce_key)
+    assert await d.power_status() == PowerState.OFF
+    token = gce.requests[0]
+    assert (token.method, token.path) == ("POST", "/o/oauth2/token")
+    assert token.query["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    claims = _jwt_claims(token.query["assertion"])
+    assert claims["iss"] == GCE_ACCOUNT and "auth/compute" in claims["scope"]
+    assert await d.power_on() == PowerState.ON
+    assert await d.power_cycle() == PowerState.ON
+    assert await d.power_off() == PowerState.OFF
+    posts = [r.path.rsplit("/", 1)[1] for r in gce.requests if r.method == "POST"]
+    assert posts == ["token", "start", "reset", "stop"]  # one login for the driver's lifetime
+    assert all(
+        r.headers["authorization"] == f"Bearer {GCE_TOKEN}"
+        for r in gce.requests
+        if r.path.startswith("/compute/")
+    )
+    assert gce_key not in " ".join(r.body for r in gce.requests)  # the key signs, never travels
+
+
+async def test_gce_list_and_destroy(gce: ReplayServer, gce_key: str) -> None:
+    d = gce_driver(gce, gce_key)
+    nodes = await d.list_nodes()
+    assert [(n.name, n.state) for n in nodes] == [("node-name", PowerState.ON)]
+    await d.destroy_node()
+    assert ("DELETE", f"{GCE_BASE}/zones/us-central1-a/instances/node-name") in sent(gce)
+
+
+def _jwt_claims(assertion: str) -> dict[str, Any]:
+    import base64
+
+    payload = assertion.split(".")[1]
+    claims: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return claims

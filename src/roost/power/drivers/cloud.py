@@ -133,9 +133,29 @@ class LibcloudDriver(PowerDriver):
                 signature_version="4",
                 **options,
             )
-        # GCE: service-account login; the token is not cached on disk (devnull), so no
-        # credential lands in a home directory.
-        return get_driver(Provider.GCE)(
+        from libcloud.compute.drivers.gce import GCEConnection, GCENodeDriver
+
+        class GCEEndpointConnection(GCEConnection):
+            # libcloud 3.9 hands host and port to the connection positionally, where
+            # GCEConnection expects auth_type: take them by position and pass them on by name
+            # (they reach the OAuth2 token connection too).
+            def __init__(
+                self,
+                user_id: str,
+                key: str,
+                secure: bool,
+                host: str | None = None,
+                port: int | None = None,
+                **kwargs: Any,
+            ) -> None:
+                super().__init__(user_id, key, secure, host=host, port=port, **kwargs)
+
+        class GCE(GCENodeDriver):
+            connectionCls = GCEEndpointConnection  # type: ignore[assignment]
+
+        # Service-account login; the token is not cached on disk (devnull), so no credential
+        # lands in a home directory.
+        return GCE(
             s["key"],
             s["secret"],
             project=s["project"],
