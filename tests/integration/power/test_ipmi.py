@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 
 from roost.power import BootDevice, FatalError, PowerState, RetryableError, RetryPolicy
 from roost.power.drivers.ipmi import IPMIDriver
 
-from .conftest import IPMISim
+from .conftest import IPMISim, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +87,7 @@ async def test_concurrent_calls_share_one_session(ipmi_sim: IPMISim) -> None:
     assert len(set(states)) == 1 and states[0] in (PowerState.ON, PowerState.OFF)
 
 
-async def test_unreachable_bmc_is_retryable(ipmi_sim: IPMISim) -> None:
+async def test_unreachable_bmc_is_retryable() -> None:
     import socket
 
     from .conftest import free_port
