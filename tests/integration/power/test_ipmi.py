@@ -88,10 +88,6 @@ async def test_concurrent_calls_share_one_session(ipmi_sim: IPMISim) -> None:
 
 
 async def test_unreachable_bmc_is_retryable() -> None:
-    import socket
-
-    from .conftest import free_port
-
     d = IPMIDriver(
         {
             "host": "127.0.0.1",
