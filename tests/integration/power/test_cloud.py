@@ -406,3 +406,9 @@ def _jwt_claims(assertion: str) -> dict[str, Any]:
         base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
     )
     return claims
+
+
+async def test_gce_unusable_key_is_fatal(gce: ReplayServer) -> None:
+    with pytest.raises(FatalError, match=r"credentials refused.*PEM"):
+        await gce_driver(gce, "not a key").power_status()
+    assert gce.requests == []
