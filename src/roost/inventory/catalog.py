@@ -29,7 +29,7 @@ class TagOut(BaseModel):
 async def list_sites(runtime: Runtime, scope: Sequence[str] | None) -> list[SiteOut]:
     counts = select(NodeRow.site, func.count()).group_by(NodeRow.site)
     async with runtime.db.session() as s:
-        n = {site: count for site, count in (await s.execute(counts)).tuples()}
+        n = {site: count for site, count in (await s.execute(counts)).all()}
         rows = (await s.execute(select(SiteRow).order_by(SiteRow.name))).scalars()
         return [
             SiteOut(name=r.name, description=r.description, nodes=n.get(r.name, 0))
@@ -59,4 +59,4 @@ async def list_tags(
         q = q.where(NodeRow.site.in_(list(scope)))
     q = q.group_by(TagRow.tag).order_by(TagRow.tag)
     async with runtime.db.session() as s:
-        return [TagOut(tag=t, nodes=c) for t, c in (await s.execute(q)).tuples()]
+        return [TagOut(tag=t, nodes=c) for t, c in (await s.execute(q)).all()]

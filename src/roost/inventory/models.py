@@ -56,7 +56,7 @@ class NodeRow(Base):
 
     @property
     def tags(self) -> list[str]:
-        return [t.tag for t in self.tag_rows]
+        return sorted(t.tag for t in self.tag_rows)
 
 
 class InterfaceRow(Base):

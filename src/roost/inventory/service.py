@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from roost.errors import Invalid
 from roost.events import Event, EventFilter, SubscriberTooSlow
 from roost.inventory import store
 from roost.inventory.nodes import publish
@@ -119,6 +120,10 @@ class InventoryService:
                 # Another replica or an enrollment created the node at the same moment.
                 change = await observe(self.runtime, ev)
             await publish(self.runtime, [change])
+        except Invalid as exc:
+            self.failed += 1
+            log.warning("inventory dropped event %s (%s): %s", ev.id, ev.type, exc)
+            return
         except Exception:
             self.failed += 1
             log.exception("inventory could not handle event %s (%s)", ev.id, ev.type)
