@@ -84,11 +84,14 @@ class RecordingDriver:
     )
     calls: list[tuple[str, dict[str, Any]]] = []
     state = "off"
+    fail = False
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = settings
 
     async def power_on(self) -> None:
+        if RecordingDriver.fail:
+            raise RuntimeError(f"BMC {self.settings['host']} did not answer")
         RecordingDriver.calls.append(("on", self.settings))
         RecordingDriver.state = "on"
 
