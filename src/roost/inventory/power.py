@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import logging
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum, StrEnum
 from types import ModuleType
 from typing import Any
 
@@ -66,7 +66,7 @@ def secret_names(cls: Any) -> set[str]:
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "get_secret_value"):
         return value.get_secret_value()
-    if hasattr(value, "value") and isinstance(value, StrEnum):
+    if isinstance(value, Enum):
         return value.value
     if value is None or isinstance(value, str | int | float | bool):
         return value

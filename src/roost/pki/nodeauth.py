@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -118,7 +117,3 @@ async def check_certificate(
     if node is None or node.state == State.retired.value:
         raise NodeAuthFailed(f"certificate {serial} belongs to no live node")
     return NodePrincipal(node.id, serial)
-
-
-def wall_clock() -> float:
-    return time.time()
