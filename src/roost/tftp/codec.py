@@ -125,9 +125,11 @@ def _options(parts: list[bytes]) -> dict[str, str]:
 
 def decode(datagram: bytes) -> Packet:
     """Parse one datagram; raise :class:`DecodeError` when it is not a TFTP packet."""
-    if len(datagram) < 4:
+    if len(datagram) < 2:
         raise DecodeError(f"{len(datagram)} bytes is shorter than any TFTP packet")
     (opcode,) = _H.unpack_from(datagram)
+    if opcode in (DATA, ACK, ERROR) and len(datagram) < 4:
+        raise DecodeError(f"{len(datagram)} bytes is too short for opcode {opcode}")
     if opcode in (DATA, ACK):
         (block,) = _H.unpack_from(datagram, 2)
         if opcode == ACK:

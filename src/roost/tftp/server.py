@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import socket
@@ -36,7 +37,10 @@ log = logging.getLogger(__name__)
 
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python 3.11 does not export it
 _PKTINFO = struct.Struct("i4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
-_READ_BURST = 64  # datagrams drained per wake-up before yielding to other transfers
+_READ_BURST = 64  # requests drained per wake-up before yielding to the transfers
+_UDP_SEGMENT = 103  # linux/udp.h; Python does not export it
+_GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS on kernels before 6.x; newer allow more
+_GSO_MAX_BYTES = 65000  # one send is one IP datagram before segmentation
 
 
 @dataclass(frozen=True)
@@ -253,6 +257,22 @@ class TFTPServer:
         self._transfers.pop(transfer.client, None)
 
 
+def _enable_gso(sock: socket.socket, segment: int) -> int:
+    """Let the kernel cut one send into ``segment``-sized datagrams (UDP GSO, Linux 4.18+).
+
+    Only DATA windows are batched, and in a window every packet but the file's last one has
+    the same size, which is exactly what UDP GSO needs. Returns packets per send, 0 if off.
+    """
+    per_send = min(_GSO_MAX_SEGMENTS, _GSO_MAX_BYTES // segment)
+    if per_send < 2:
+        return 0
+    try:
+        sock.setsockopt(socket.IPPROTO_UDP, _UDP_SEGMENT, segment)
+    except OSError:
+        return 0
+    return per_send
+
+
 class _Transfer:
     """One transfer's socket, timer and session."""
 
@@ -272,7 +292,7 @@ class _Transfer:
         self.started = started
         self.mac = server.mac_lookup(client[0])
         self.timer: asyncio.TimerHandle | None = None
-        self.timer_at = 0.0
+        self.gso = 0  # packets per UDP GSO send; 0 sends one packet per syscall
         self.sock = socket.socket(server._family, socket.SOCK_DGRAM)
         try:
             self.sock.setblocking(False)
@@ -286,25 +306,30 @@ class _Transfer:
 
     def begin(self) -> None:
         ACTIVE.inc()
+        if self.session.windowsize > 1:
+            self.gso = _enable_gso(self.sock, 4 + self.session.blksize)
         self.loop.add_reader(self.sock.fileno(), self._readable)
         self._flush()
 
     def _readable(self) -> None:
-        session, sock = self.session, self.sock
+        # One datagram per wake-up: a lockstep client has at most one ACK waiting, and a second
+        # recv would only fail with EAGAIN; the loop calls again while more are queued.
+        session = self.session
         try:
-            for _ in range(_READ_BURST):
-                try:
-                    data = sock.recv(2048)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:  # e.g. ICMP port unreachable: the client is gone
-                    session.abort("unreachable")
-                    break
+            data = self.sock.recv(2048)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # e.g. ICMP port unreachable: the client is gone
+            session.abort("unreachable")
+        else:
+            try:
                 if not session.receive(data, self.loop.time()):
                     MALFORMED.labels("transfer").inc()
-        except Exception:
-            log.exception("TFTP transfer of %r to %s failed", self.request.filename, self.client)
-            session.abort("error")
+            except Exception:
+                log.exception(
+                    "TFTP transfer of %r to %s failed", self.request.filename, self.client
+                )
+                session.abort("error")
         self._flush()
 
     def _on_timer(self) -> None:
@@ -318,24 +343,44 @@ class _Transfer:
 
     def _flush(self) -> None:
         session = self.session
-        send = self.sock.send
-        for datagram in session.datagrams_to_send(self.loop.time()):
-            try:
-                send(datagram)
-            except (BlockingIOError, InterruptedError):
-                break  # socket buffer full: the retransmission timer resends
-            except OSError:
-                session.abort("unreachable")
-                break
-        if session.done:
+        out = session.datagrams_to_send(self.loop.time())
+        try:
+            if len(out) == 1:
+                self.sock.send(out[0])
+            elif out:
+                self._send_many(out)
+        except (BlockingIOError, InterruptedError):
+            pass  # socket buffer full: the retransmission timer resends
+        except OSError:
+            session.abort("unreachable")
+        if session.outcome is not None:
             self.finish()
-            return
-        deadline = session.next_timer()
-        if deadline is not None and (self.timer is None or deadline < self.timer_at):
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer_at = deadline
-            self.timer = self.loop.call_at(deadline, self._on_timer)
+        elif self.timer is None:
+            # Deadlines only move later, so one timer suffices: when it fires early it finds
+            # nothing to do and is set again to the session's current deadline.
+            deadline = session.next_timer()
+            if deadline is not None:
+                self.timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _send_many(self, out: list[bytes]) -> None:
+        """A window: with UDP GSO one send per run of full-size packets, else one per packet."""
+        send = self.sock.send
+        if self.gso:
+            step = self.gso
+            for i in range(0, len(out), step):
+                try:
+                    send(b"".join(out[i : i + step]))
+                except OSError as exc:
+                    if exc.errno != errno.EIO:
+                        raise
+                    # The route cannot checksum-offload segments (udp_send_skb): stop batching.
+                    self.gso = 0
+                    for datagram in out[i:]:
+                        send(datagram)
+                    return
+        else:
+            for datagram in out:
+                send(datagram)
 
     def finish(self) -> None:
         if self.sock.fileno() < 0:

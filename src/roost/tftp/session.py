@@ -16,6 +16,7 @@ counted without limit and an ACK is mapped to the one block in flight it can mea
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from roost.tftp import codec
@@ -27,6 +28,9 @@ __all__ = ["MAX_BLKSIZE", "Limits", "Negotiated", "TFTPSession", "negotiate"]
 MAX_BLKSIZE = 65464
 """RFC 2348: largest block size (65535 minus IP and UDP headers)."""
 DEFAULT_BLKSIZE = 512
+READ_AHEAD = 64 * 1024
+"""Bytes read from the file at once; a window of DATA packets is cut from one read."""
+_DATA_HEADER = struct.Struct("!HH")
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,11 @@ class TFTPSession:
         self._acked = 0  # highest block the client acknowledged
         self._sent = 0  # highest block sent
         self._tries = 0  # retransmissions without progress
-        self._out: list[bytes | bytearray] = []
+        self._out: list[bytes] = []
+        # Read-ahead buffer: whole blocks, about READ_AHEAD bytes, refilled when passed.
+        self._chunk = max(1, READ_AHEAD // self.blksize) * self.blksize
+        self._cache = memoryview(b"")
+        self._cache_at = 0
         self._oack = codec.encode(codec.OptionAck(n.oack)) if n.oack else None
         self._deadline = now + self.timeout
         if self._oack is not None:
@@ -119,26 +127,57 @@ class TFTPSession:
 
     def receive(self, datagram: bytes, now: float) -> bool:
         """Feed one datagram from the client; return False when it was malformed (dropped)."""
+        if len(datagram) != 4 or datagram[1] != codec.ACK or datagram[0] or self._oack:
+            return self._receive_other(datagram, now)
         if self.outcome is not None:
             return True
-        if len(datagram) == 4 and datagram[0] == 0 and datagram[1] == codec.ACK:
-            self._on_ack((datagram[2] << 8) | datagram[3], now)
+        # The hot path, once per ACK, kept flat: the one block in flight (acked, sent] whose
+        # low 16 bits match (a window is at most 65535 blocks, so it is unambiguous).
+        ahead = (((datagram[2] << 8) | datagram[3]) - self._acked) & 0xFFFF
+        acked = self._acked + ahead
+        if ahead == 0 or acked > self._sent:
+            return True  # duplicate or stale: never answer it (Sorcerer's Apprentice)
+        self._acked = acked
+        if acked >= self.blocks:
+            self.outcome = "ok"
+            return True
+        self._tries = 0
+        self._deadline = now + self.timeout
+        if self.windowsize == 1:
+            # Lockstep: cut the next full block straight from the read-ahead buffer.
+            start = acked * self.blksize - self._cache_at
+            end = start + self.blksize
+            if start >= 0 and end <= len(self._cache):
+                self._out.append(_DATA_HEADER.pack(codec.DATA, (acked + 1) & 0xFFFF)
+                                 + self._cache[start:end])  # fmt: skip
+                self._sent = acked + 1
+                return True
+        self._send_window()
+        return True
+
+    def _receive_other(self, datagram: bytes, now: float) -> bool:
+        if self.outcome is not None:
             return True
         try:
             packet = codec.decode(datagram)
         except codec.DecodeError:
             return False
-        if isinstance(packet, codec.Error):
+        if isinstance(packet, codec.Ack):
+            if packet.block == 0 and self._oack is not None:
+                self._oack = None  # RFC 2347 §3: ACK 0 accepts the OACK
+                self._tries = 0
+                self._deadline = now + self.timeout
+                self._send_window()
+            # any other ACK before the OACK is acknowledged is stale
+        elif isinstance(packet, codec.Error):
             # The client gave up, e.g. after reading tsize from the OACK (RFC 2349 §4).
             self.outcome = "aborted"
-        elif isinstance(packet, codec.Ack):
-            return False  # an ACK longer than 4 bytes
         else:
             # RFC 1350 §7: anything but ACK or ERROR on a read transfer is an illegal operation.
             self._fail(ErrorCode.ILLEGAL_OPERATION, "only ACK or ERROR expected", "error")
         return True
 
-    def datagrams_to_send(self, now: float) -> list[bytes | bytearray]:
+    def datagrams_to_send(self, now: float) -> list[bytes]:
         out, self._out = self._out, []
         return out
 
@@ -165,47 +204,38 @@ class TFTPSession:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _on_ack(self, wire_block: int, now: float) -> None:
-        if self._oack is not None:
-            if wire_block == 0:  # RFC 2347 §3: ACK 0 accepts the OACK
-                self._oack = None
-                self._progress(now)
-            return
-        # The one block in flight (acked, sent] whose low 16 bits match; window <= 65535.
-        ahead = (wire_block - self._acked) & 0xFFFF
-        if ahead == 0 or self._acked + ahead > self._sent:
-            return  # duplicate or stale: never answer it (Sorcerer's Apprentice)
-        self._acked += ahead
-        if self._acked >= self.blocks:
-            self.outcome = "ok"
-            return
-        self._progress(now)
-
-    def _progress(self, now: float) -> None:
-        self._tries = 0
-        self._deadline = now + self.timeout
-        self._send_window()
-
     def _send_window(self) -> None:
         last = min(self._acked + self.windowsize, self.blocks)
+        out = self._out
         for block in range(self._acked + 1, last + 1):
             packet = self._data(block)
             if packet is None:
                 return
-            self._out.append(packet)
-            self._sent = block
+            out.append(packet)
+        self._sent = last
 
-    def _data(self, block: int) -> bytearray | None:
+    def _data(self, block: int) -> bytes | None:
         offset = (block - 1) * self.blksize
-        length = max(0, min(self.blksize, self.size - offset))
-        packet = bytearray(4 + length)
-        packet[1] = codec.DATA
-        packet[2] = (block >> 8) & 0xFF
-        packet[3] = block & 0xFF
-        if length and self.file.readinto(offset, memoryview(packet)[4:]) != length:
+        if offset >= self.size:
+            chunk = memoryview(b"")  # the empty block after an exact multiple of blksize
+        else:
+            start = offset - self._cache_at
+            if not 0 <= start < len(self._cache):
+                self._fill(offset)
+                start = 0
+            chunk = self._cache[start : start + self.blksize]
+        if len(chunk) < self.blksize and block != self.blocks:
             self._fail(ErrorCode.NOT_DEFINED, "file changed while being sent", "error")
             return None
-        return packet
+        return _DATA_HEADER.pack(codec.DATA, block & 0xFFFF) + chunk
+
+    def _fill(self, offset: int) -> None:
+        """Read ahead a run of whole blocks: one read for many packets."""
+        length = min(self._chunk, self.size - offset)
+        buf = bytearray(length)
+        got = self.file.readinto(offset, memoryview(buf))
+        self._cache = memoryview(buf)[:got]
+        self._cache_at = offset
 
     def _fail(self, code: ErrorCode, message: str, outcome: str) -> None:
         self._out.append(codec.error(code, message))
