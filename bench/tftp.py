@@ -80,9 +80,9 @@ def server_command(name: str, root: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def running(name: str, root: Path) -> Iterator[None]:
+def running(name: str, root: Path, workers: int) -> Iterator[None]:
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", SRV_NS, *server_command(name, root)],
+        ["ip", "netns", "exec", SRV_NS, *server_command(name, root, workers)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -168,7 +168,7 @@ async def run_clients(n: int, out: Path, want: str) -> dict[str, float]:
     return {"seconds": seconds, "failures": failures}
 
 
-async def serve(root: Path) -> None:
+async def serve(root: Path, workers: int) -> None:
     sys.path.insert(0, str(REPO / "src"))
     from roost.tftp.resolver import DirectoryResolver
     from roost.tftp.server import TFTPServer
@@ -179,6 +179,7 @@ async def serve(root: Path) -> None:
         host=SRV_IP,
         port=69,
         limits=Limits(max_blksize=BLKSIZE, max_windowsize=64),
+        workers=workers,
         max_transfers=2000,
         mac_lookup=lambda ip: None,
     )
@@ -192,6 +193,7 @@ async def serve(root: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="16 MiB and 200 clients (< 60 s)")
+    ap.add_argument("--workers", type=int, default=4, help="Roost's tftp.workers (default 4)")
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--clients", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -201,7 +203,7 @@ def main() -> int:
         import uvloop
 
         with contextlib.suppress(KeyboardInterrupt):
-            uvloop.run(serve(args.serve))
+            uvloop.run(serve(args.serve, args.workers))
         return 0
     if args.clients:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -216,7 +218,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="rtf-bench-", dir="/dev/shm"))
     root = work / "root"
     root.mkdir()
-    figures: dict[str, float] = {"big_mib": big_mib, "clients": clients}
+    figures: dict[str, float] = {"big_mib": big_mib, "clients": clients,
+                                 "roost_workers": args.workers}  # fmt: skip
     try:
         big, one = root / "big.bin", root / "one.bin"
         big.write_bytes(os.urandom(big_mib << 20))
@@ -226,7 +229,7 @@ def main() -> int:
         with namespaces():
             for name in ("roost", "tftpd-hpa", "atftpd"):
                 key = name.replace("-", "_")
-                with running(name, root):
+                with running(name, root, args.workers):
                     figures[f"{key}_ws1_MBps"] = single(
                         "big.bin", want_big, big.stat().st_size, work, None, rounds
                     )

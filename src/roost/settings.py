@@ -95,6 +95,9 @@ class TFTPSettings(Section):
     blocks are IP-fragmented, which some networks drop."""
     max_windowsize: int = Field(default=32, ge=1, le=65535)
     """Largest window granted (RFC 7440): blocks sent before waiting for an ACK."""
+    workers: int = Field(default=0, ge=0, le=64)
+    """Worker processes that carry transfers (0: all in the server process). A boot storm
+    of lockstep clients is bound by per-packet kernel work; workers spread it over cores."""
 
 
 class Settings(BaseSettings):

@@ -13,7 +13,7 @@ import pytest
 from roost.tftp import codec
 from roost.tftp.codec import ErrorCode
 from roost.tftp.session import Limits
-from tests.integration.tftp_helpers import RawClient, metric, serving
+from tests.integration.tftp_helpers import RawClient, metric, need, run, serving
 from tests.unit.test_tftp_resolver import TRAVERSAL
 
 
@@ -146,3 +146,53 @@ async def test_client_error_after_oack_ends_the_transfer(root: Path, client: Raw
         assert (await srv.record()).outcome == "aborted"
         await asyncio.sleep(0)
         assert srv.server.active == 0
+
+
+async def test_worker_processes_carry_transfers(root: Path, tmp_path: Path) -> None:
+    """With workers the server hands each transfer's socket and file to another process;
+    content resolved in memory travels as a memfd. Results come back as the same records."""
+    need("curl", "atftp")
+    (root / "w.bin").write_bytes(os.urandom(3 << 20))
+    async with serving(root, workers=2) as srv:
+        before = metric("roost_tftp_malformed_packets_total", socket="transfer")
+        client = RawClient()
+        try:
+            first = await client.request(srv.port, "f.bin")
+            await client.send(b"\x42", client.peer)  # counted by the worker, reported back
+            assert await client.fetch_rest(first) == (root / "f.bin").read_bytes()
+        finally:
+            client.close()
+        rc, out = await run("atftp", "-g", "-r", "w.bin", "-l", "w.got", "--option",
+                            "windowsize 16", "127.0.0.1", str(srv.port), cwd=tmp_path)  # fmt: skip
+        assert rc == 0, out
+        rc, out = await run("curl", "-sS", "-o", "t.got", f"tftp://127.0.0.1:{srv.port}/f.bin",
+                            "-B", cwd=tmp_path)  # fmt: skip
+        assert rc == 0, out
+        records = [await srv.record(i) for i in (1, 2, 3)]
+        pool = srv.server._pool
+        assert pool is not None and pool.handed_off == 3
+    assert [r.outcome for r in records] == ["ok", "ok", "ok"]
+    assert records[1].windowsize == 16 and records[1].bytes == 3 << 20
+    assert (tmp_path / "w.got").read_bytes() == (root / "w.bin").read_bytes()
+    assert metric("roost_tftp_malformed_packets_total", socket="transfer") - before == 1
+    netascii = (root / "f.bin").read_bytes().replace(b"\r", b"\r\0").replace(b"\n", b"\r\n")
+    assert (tmp_path / "t.got").read_bytes() == netascii  # curl keeps netascii as sent
+
+
+async def test_lost_workers_fail_their_transfers_and_the_server_carries_on(root: Path) -> None:
+    async with serving(root, workers=1, limits=Limits(timeout=30)) as srv:
+        pool = srv.server._pool
+        assert pool is not None
+        client = RawClient()
+        try:
+            first = await client.request(srv.port, "f.bin")
+            assert isinstance(first, codec.Data) and pool.handed_off == 1
+            for worker in pool._workers:
+                worker.proc.kill()
+            rec = await srv.record()
+            assert rec.outcome == "error" and srv.server.active == 0
+            again = await client.request(srv.port, "f.bin")  # now carried in-process
+            assert await client.fetch_rest(again) == (root / "f.bin").read_bytes()
+            assert (await srv.record(2)).outcome == "ok" and pool.handed_off == 1
+        finally:
+            client.close()

@@ -56,6 +56,9 @@ class OpenFile:
     def readinto(self, offset: int, buf: memoryview) -> int:
         return os.preadv(self._fd, [buf], offset)
 
+    def fileno(self) -> int:
+        return self._fd
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)

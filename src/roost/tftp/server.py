@@ -1,21 +1,18 @@
-"""The asyncio transport around :class:`TFTPSession`: one listening socket, one socket per transfer.
+"""The TFTP server: one listening socket for requests, one socket per transfer.
 
-Requests arrive on the listening port (69). Each accepted read request gets its own socket,
-bound to the address the request was sent to (learned with ``IP_PKTINFO`` when listening on
-the wildcard) and connected to the client, which gives the transfer its own TID (RFC 1350 §4)
-and lets the kernel drop datagrams from anyone else. Sockets are read with ``add_reader`` and
-plain non-blocking ``recv``/``send``: no transport objects, no per-packet allocation beyond the
-packet itself, no per-packet logging. Each transfer has at most one timer, re-armed lazily:
-when it fires early it is set again to the session's current deadline rather than being
-cancelled and recreated on every ACK. Errors for refused requests are sent from a fresh
-ephemeral socket too, as RFC 1350 expects every answer to come from a new TID.
+Requests arrive on the listening port (69). Malformed ones are counted and dropped; write
+requests, unknown modes, missing or refused files and requests beyond the transfer cap get an
+ERROR packet, sent from a fresh ephemeral socket because RFC 1350 §4 expects every answer to
+come from a new TID. An accepted read request gets its own socket, bound to the address the
+request was sent to (learned with ``IP_PKTINFO`` when listening on the wildcard), and is carried
+by a :class:`Transfer` in this process or, with ``workers``, in a worker process. Every
+request's end, served or refused, is reported once through ``on_transfer``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import ipaddress
 import logging
 import socket
@@ -30,6 +27,8 @@ from roost.tftp.files import TFTPFile, to_netascii
 from roost.tftp.metrics import ACTIVE, BYTES, MALFORMED, TRANSFERS
 from roost.tftp.resolver import Resolver, TFTPDenied
 from roost.tftp.session import Limits, TFTPSession
+from roost.tftp.transfer import Transfer, TransferResult
+from roost.tftp.worker import WorkerPool
 
 __all__ = ["TFTPServer", "TransferRecord", "arp_mac"]
 
@@ -38,9 +37,8 @@ log = logging.getLogger(__name__)
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python 3.11 does not export it
 _PKTINFO = struct.Struct("i4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
 _READ_BURST = 64  # requests drained per wake-up before yielding to the transfers
-_UDP_SEGMENT = 103  # linux/udp.h; Python does not export it
-_GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS on kernels before 6.x; newer allow more
-_GSO_MAX_BYTES = 65000  # one send is one IP datagram before segmentation
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+_REQUEST_BUFFER = 4 << 20  # a boot storm's requests arrive at once; keep them all
 
 
 @dataclass(frozen=True)
@@ -71,6 +69,18 @@ def arp_mac(ip: str) -> str | None:
     return None
 
 
+@dataclass(eq=False)
+class _Active:
+    """A request between acceptance and its end: being resolved, or being transferred."""
+
+    key: int
+    client: tuple[str, int]
+    file: str
+    started: float
+    mac: str | None = None
+    transfer: Transfer | None = None  # when carried in this process
+
+
 class TFTPServer:
     """Serves read requests from ``resolver``; ``on_transfer`` hears about every request's end."""
 
@@ -83,6 +93,7 @@ class TFTPServer:
         max_transfers: int = 1000,
         on_transfer: Callable[[TransferRecord], None] | None = None,
         mac_lookup: Callable[[str], str | None] = arp_mac,
+        workers: int = 0,
     ) -> None:
         self.resolver = resolver
         self.host, self.port = host, port
@@ -94,28 +105,36 @@ class TFTPServer:
             socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
         )
         self._sock: socket.socket | None = None
-        self._pktinfo = False
-        self._transfers: dict[tuple[str, int], _Transfer | None] = {}
+        self._active: dict[tuple[str, int], _Active] = {}
+        self._by_key: dict[int, _Active] = {}
+        self._next_key = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pool = WorkerPool(workers, self.limits, self._worker_result) if workers else None
 
     @property
     def active(self) -> int:
-        return len(self._transfers)
+        """Requests accepted and not yet ended (what ``max_transfers`` caps)."""
+        return len(self._active)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         sock = socket.socket(self._family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
+            try:  # beyond net.core.rmem_max needs CAP_NET_ADMIN; otherwise as much as allowed
+                sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _REQUEST_BUFFER)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _REQUEST_BUFFER)
             if self._family == socket.AF_INET and self.host == "0.0.0.0":
                 sock.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
-                self._pktinfo = True
             sock.bind((self.host, self.port))
         except BaseException:
             sock.close()
             raise
         self._sock = sock
         self.port = sock.getsockname()[1]
+        if self._pool is not None:
+            await self._pool.start()
         loop.add_reader(sock.fileno(), self._on_request)
 
     async def stop(self) -> None:
@@ -128,11 +147,13 @@ class TFTPServer:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for transfer in list(self._transfers.values()):
-            if transfer is not None:
-                transfer.session.abort("stopped")
-                transfer.finish()
-        self._transfers.clear()
+        for active in list(self._active.values()):
+            if active.transfer is not None:
+                active.transfer.finish("stopped")
+        if self._pool is not None:
+            await self._pool.stop()
+        for active in list(self._active.values()):  # in workers that did not answer
+            self._end(active, TransferResult("stopped", 0, 512, 1, 0))
 
     # -- the listening socket ----------------------------------------------------------------
 
@@ -163,25 +184,27 @@ class TFTPServer:
             MALFORMED.labels("request").inc()
             return
         if request.opcode == codec.WRQ:
-            self._refuse(client, local, request, ErrorCode.ACCESS_VIOLATION, "server is read-only")
+            self._refuse(client, local, ErrorCode.ACCESS_VIOLATION, "server is read-only")
             self._record(client, request.filename, "write_refused")
             return
-        if client in self._transfers:
+        if client in self._active:
             return  # the client repeated its request; the transfer's own timer answers it
-        if len(self._transfers) >= self.max_transfers:
-            self._refuse(
-                client, local, request, ErrorCode.NOT_DEFINED,
-                f"server busy: {self.max_transfers} transfers in progress, try again later",
-            )  # fmt: skip
+        if len(self._active) >= self.max_transfers:
+            busy = f"server busy: {self.max_transfers} transfers in progress, try again later"
+            self._refuse(client, local, ErrorCode.NOT_DEFINED, busy)
             self._record(client, request.filename, "busy")
             return
-        self._transfers[client] = None  # reserved while the resolver works
-        task = asyncio.create_task(self._open(request, client, local))
+        self._next_key += 1
+        active = _Active(self._next_key, client, request.filename, time.monotonic())
+        self._active[client] = active
+        self._by_key[active.key] = active
+        ACTIVE.inc()
+        task = asyncio.create_task(self._open(active, request, local))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _open(self, request: codec.Request, client: tuple[str, int], local: str) -> None:
-        started = time.monotonic()
+    async def _open(self, active: _Active, request: codec.Request, local: str) -> None:
+        client = active.client
         outcome = "error"
         try:
             if request.mode not in ("octet", "netascii"):
@@ -193,28 +216,63 @@ class TFTPServer:
             else:
                 file = await self.resolver.resolve(request.filename, client)
                 if file is not None:
-                    if request.mode == "netascii":
-                        file = to_netascii(file)
-                    transfer = _Transfer(self, request, file, client, local, started)
-                    self._transfers[client] = transfer
-                    transfer.begin()
+                    self._begin(active, request, file, local)
                     return
                 code, message, outcome = ErrorCode.FILE_NOT_FOUND, "file not found", "not_found"
         except TFTPDenied as exc:
             code, message, outcome = exc.code, exc.message, "denied"
         except asyncio.CancelledError:
-            self._transfers.pop(client, None)
+            self._end(active, TransferResult("stopped", 0, 512, 1, 0))
             raise
         except Exception:
             log.exception("TFTP request for %r from %s failed", request.filename, client[0])
             code, message = ErrorCode.NOT_DEFINED, "internal error"
-        self._transfers.pop(client, None)
-        self._refuse(client, local, request, code, message)
-        self._record(client, request.filename, outcome, time.monotonic() - started)
+        self._refuse(client, local, code, message)
+        self._end(active, TransferResult(outcome, 0, 512, 1, 0))
 
-    def _refuse(
-        self, client: tuple[str, int], local: str, request: codec.Request, code: int, message: str
-    ) -> None:
+    def _begin(self, active: _Active, request: codec.Request, file: TFTPFile, local: str) -> None:
+        active.mac = self.mac_lookup(active.client[0])
+        try:
+            if request.mode == "netascii":
+                file = to_netascii(file)
+            sock = socket.socket(self._family, socket.SOCK_DGRAM)
+        except BaseException:
+            file.close()
+            raise
+        try:
+            sock.setblocking(False)
+            sock.bind((local, 0))
+            sock.connect(active.client)
+            if self._pool is not None and self._pool.hand_off(active.key, sock, file, request):
+                return
+            session = TFTPSession(request, file, self.limits, asyncio.get_running_loop().time())
+        except BaseException:
+            sock.close()
+            file.close()
+            raise
+        active.transfer = Transfer(
+            sock, session, request.filename, lambda _t, result: self._end(active, result)
+        )
+        active.transfer.begin()
+
+    def _worker_result(self, key: int, result: TransferResult) -> None:
+        active = self._by_key.get(key)
+        if active is not None:
+            self._end(active, result)
+
+    def _end(self, active: _Active, result: TransferResult) -> None:
+        if self._by_key.pop(active.key, None) is None:
+            return
+        del self._active[active.client]
+        ACTIVE.dec()
+        if result.malformed:
+            MALFORMED.labels("transfer").inc(result.malformed)
+        self._record(
+            active.client, active.file, result.outcome, time.monotonic() - active.started,
+            result, active.mac if active.mac is not None else self.mac_lookup(active.client[0]),
+        )  # fmt: skip
+
+    def _refuse(self, client: tuple[str, int], local: str, code: int, message: str) -> None:
         try:
             with socket.socket(self._family, socket.SOCK_DGRAM) as sock:
                 sock.bind((local, 0))
@@ -228,178 +286,26 @@ class TFTPServer:
         file: str,
         outcome: str,
         seconds: float = 0.0,
-        sent: int = 0,
-        session: TFTPSession | None = None,
+        result: TransferResult | None = None,
         mac: str | None = None,
     ) -> None:
         TRANSFERS.labels(outcome).inc()
-        if sent:
-            BYTES.inc(sent)
+        if result is not None and result.bytes:
+            BYTES.inc(result.bytes)
         if self.on_transfer is None:
             return
         record = TransferRecord(
-            mac=mac if session is not None else self.mac_lookup(client[0]),
+            mac=mac if result is not None else self.mac_lookup(client[0]),
             ip=client[0],
             port=client[1],
             file=file,
-            bytes=sent,
+            bytes=result.bytes if result else 0,
             seconds=round(seconds, 6),
             outcome=outcome,
-            blksize=session.blksize if session else 512,
-            windowsize=session.windowsize if session else 1,
+            blksize=result.blksize if result else 512,
+            windowsize=result.windowsize if result else 1,
         )
         try:
             self.on_transfer(record)
         except Exception:
             log.exception("TFTP transfer listener failed")
-
-    def _ended(self, transfer: _Transfer) -> None:
-        self._transfers.pop(transfer.client, None)
-
-
-def _enable_gso(sock: socket.socket, segment: int) -> int:
-    """Let the kernel cut one send into ``segment``-sized datagrams (UDP GSO, Linux 4.18+).
-
-    Only DATA windows are batched, and in a window every packet but the file's last one has
-    the same size, which is exactly what UDP GSO needs. Returns packets per send, 0 if off.
-    """
-    per_send = min(_GSO_MAX_SEGMENTS, _GSO_MAX_BYTES // segment)
-    if per_send < 2:
-        return 0
-    try:
-        sock.setsockopt(socket.IPPROTO_UDP, _UDP_SEGMENT, segment)
-    except OSError:
-        return 0
-    return per_send
-
-
-class _Transfer:
-    """One transfer's socket, timer and session."""
-
-    def __init__(
-        self,
-        server: TFTPServer,
-        request: codec.Request,
-        file: TFTPFile,
-        client: tuple[str, int],
-        local: str,
-        started: float,
-    ) -> None:
-        self.server = server
-        self.loop = asyncio.get_running_loop()
-        self.request = request
-        self.client = client
-        self.started = started
-        self.mac = server.mac_lookup(client[0])
-        self.timer: asyncio.TimerHandle | None = None
-        self.gso = 0  # packets per UDP GSO send; 0 sends one packet per syscall
-        self.sock = socket.socket(server._family, socket.SOCK_DGRAM)
-        try:
-            self.sock.setblocking(False)
-            self.sock.bind((local, 0))
-            self.sock.connect(client)
-            self.session = TFTPSession(request, file, server.limits, self.loop.time())
-        except BaseException:
-            self.sock.close()
-            file.close()
-            raise
-
-    def begin(self) -> None:
-        ACTIVE.inc()
-        if self.session.windowsize > 1:
-            self.gso = _enable_gso(self.sock, 4 + self.session.blksize)
-        self.loop.add_reader(self.sock.fileno(), self._readable)
-        self._flush()
-
-    def _readable(self) -> None:
-        # One datagram per wake-up: a lockstep client has at most one ACK waiting, and a second
-        # recv would only fail with EAGAIN; the loop calls again while more are queued.
-        session = self.session
-        try:
-            data = self.sock.recv(2048)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:  # e.g. ICMP port unreachable: the client is gone
-            session.abort("unreachable")
-        else:
-            try:
-                if not session.receive(data, self.loop.time()):
-                    MALFORMED.labels("transfer").inc()
-            except Exception:
-                log.exception(
-                    "TFTP transfer of %r to %s failed", self.request.filename, self.client
-                )
-                session.abort("error")
-        self._flush()
-
-    def _on_timer(self) -> None:
-        self.timer = None
-        try:
-            self.session.handle_timer(self.loop.time())
-        except Exception:
-            log.exception("TFTP transfer of %r to %s failed", self.request.filename, self.client)
-            self.session.abort("error")
-        self._flush()
-
-    def _flush(self) -> None:
-        session = self.session
-        out = session.datagrams_to_send(self.loop.time())
-        try:
-            if len(out) == 1:
-                self.sock.send(out[0])
-            elif out:
-                self._send_many(out)
-        except (BlockingIOError, InterruptedError):
-            pass  # socket buffer full: the retransmission timer resends
-        except OSError:
-            session.abort("unreachable")
-        if session.outcome is not None:
-            self.finish()
-        elif self.timer is None:
-            # Deadlines only move later, so one timer suffices: when it fires early it finds
-            # nothing to do and is set again to the session's current deadline.
-            deadline = session.next_timer()
-            if deadline is not None:
-                self.timer = self.loop.call_at(deadline, self._on_timer)
-
-    def _send_many(self, out: list[bytes]) -> None:
-        """A window: with UDP GSO one send per run of full-size packets, else one per packet."""
-        send = self.sock.send
-        if self.gso:
-            step = self.gso
-            for i in range(0, len(out), step):
-                try:
-                    send(b"".join(out[i : i + step]))
-                except OSError as exc:
-                    if exc.errno != errno.EIO:
-                        raise
-                    # The route cannot checksum-offload segments (udp_send_skb): stop batching.
-                    self.gso = 0
-                    for datagram in out[i:]:
-                        send(datagram)
-                    return
-        else:
-            for datagram in out:
-                send(datagram)
-
-    def finish(self) -> None:
-        if self.sock.fileno() < 0:
-            return
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        self.loop.remove_reader(self.sock.fileno())
-        self.sock.close()
-        self.session.file.close()
-        ACTIVE.dec()
-        session = self.session
-        self.server._ended(self)
-        self.server._record(
-            self.client,
-            self.request.filename,
-            session.outcome or "error",
-            time.monotonic() - self.started,
-            session.bytes_acked,
-            session,
-            self.mac,
-        )

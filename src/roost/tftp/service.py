@@ -52,6 +52,7 @@ class TFTPService:
             ),
             max_transfers=settings.max_transfers,
             on_transfer=self._publish,
+            workers=settings.workers,
         )
         self._running = False
 
