@@ -62,14 +62,9 @@ def namespaces() -> Iterator[None]:
             sh("ip", "netns", "del", ns, check=False)
 
 
-def server_command(name: str, root: Path) -> list[str]:
+def server_command(name: str, root: Path, workers: int) -> list[str]:
     if name == "roost":
-        return [
-            sys.executable,
-            os.environ.get("RTF_SERVE", __file__),
-            *([] if os.environ.get("RTF_SERVE") else ["--serve"]),
-            str(root),
-        ]
+        return [sys.executable, __file__, "--serve", str(root), "--workers", str(workers)]
     if name == "tftpd-hpa":
         return [str(HPA), "-L", "-s", "-u", "root", "-a", f"{SRV_IP}:69", str(root)]
     return [
@@ -237,7 +232,9 @@ def main() -> int:
                         figures[f"{key}_ws16_MBps"] = single(
                             "big.bin", want_big, big.stat().st_size, work, 16, rounds
                         )
-                    many = concurrent(clients, work, want_one)
+                    runs = [concurrent(clients, work, want_one) for _ in range(min(rounds, 2))]
+                    many = {"seconds": min(r["seconds"] for r in runs),
+                            "failures": sum(r["failures"] for r in runs)}  # fmt: skip
                     figures[f"{key}_concurrent_s"] = many["seconds"]
                     figures[f"{key}_concurrent_failures"] = many["failures"]
                 ws16 = figures.get(f"{key}_ws16_MBps")
