@@ -91,14 +91,16 @@ class Transfer:
             return
         except OSError:  # e.g. ICMP port unreachable: the client is gone
             session.abort("unreachable")
-        else:
-            try:
-                if not session.receive(data, self.loop.time()):
-                    self.malformed += 1
-            except Exception:
-                log.exception("TFTP transfer of %r failed", self.name)
-                session.abort("error")
-        self._flush()
+            self._flush()
+            return
+        now = self.loop.time()
+        try:
+            if not session.receive(data, now):
+                self.malformed += 1
+        except Exception:
+            log.exception("TFTP transfer of %r failed", self.name)
+            session.abort("error")
+        self._flush(now)
 
     def _on_timer(self) -> None:
         self.timer = None
@@ -109,9 +111,9 @@ class Transfer:
             self.session.abort("error")
         self._flush()
 
-    def _flush(self) -> None:
+    def _flush(self, now: float | None = None) -> None:
         session = self.session
-        out = session.datagrams_to_send(self.loop.time())
+        out = session.datagrams_to_send(self.loop.time() if now is None else now)
         try:
             if len(out) == 1:
                 self.sock.send(out[0])
