@@ -34,6 +34,7 @@ __all__ = ["WorkerPool", "main"]
 log = logging.getLogger(__name__)
 
 _MESSAGE = 65536
+_START_TIMEOUT = 30.0
 _SEND_TIMEOUT = 2.0  # a worker that cannot take a message for this long is considered dead
 
 
@@ -84,6 +85,7 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         for _ in range(self.count):
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            ours.setblocking(False)
             try:
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "roost.tftp.worker", str(theirs.fileno()),
@@ -91,10 +93,21 @@ class WorkerPool:
                 )  # fmt: skip
             finally:
                 theirs.close()
-            ours.settimeout(_SEND_TIMEOUT)
-            worker = _Worker(ours, proc)
-            self._workers.append(worker)
-            loop.add_reader(ours.fileno(), self._results, worker)
+            self._workers.append(_Worker(ours, proc))
+        try:
+            # Ready means imported and listening: a transfer handed over starts at once.
+            answers = await asyncio.wait_for(
+                asyncio.gather(*(loop.sock_recv(w.ctl, _MESSAGE) for w in self._workers)),
+                _START_TIMEOUT,
+            )
+            if any(a != b"ready" for a in answers):
+                raise RuntimeError("a TFTP worker exited while starting")
+        except BaseException:
+            await self.stop()
+            raise
+        for worker in self._workers:
+            worker.ctl.settimeout(_SEND_TIMEOUT)
+            loop.add_reader(worker.ctl.fileno(), self._results, worker)
 
     def hand_off(
         self, key: int, sock: socket.socket, file: TFTPFile, request: codec.Request
@@ -148,9 +161,10 @@ class WorkerPool:
 
     async def stop(self) -> None:
         """Close the control sockets; workers end their transfers and exit."""
+        loop = asyncio.get_running_loop()
         for worker in self._workers:
             if worker.alive:
-                asyncio.get_running_loop().remove_reader(worker.ctl.fileno())
+                loop.remove_reader(worker.ctl.fileno())
                 worker.alive = False
             worker.ctl.close()
         for worker in self._workers:
@@ -194,6 +208,7 @@ async def _serve(ctl: socket.socket, limits: Limits) -> None:
         transfer.begin()
 
     loop.add_reader(ctl.fileno(), incoming)
+    ctl.send(b"ready")
     await closed.wait()
     for transfer in list(transfers.values()):
         transfer.finish("stopped")
