@@ -215,8 +215,10 @@ async def _serve(ctl: socket.socket, limits: Limits) -> None:
 
 
 def main(argv: list[str]) -> int:
-    # Ctrl-C reaches the whole process group; the server decides when workers stop.
+    # Ctrl-C, `timeout` and systemd signal the whole process group or cgroup; the server
+    # decides when workers stop, and a worker also stops when the server's end closes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     ctl = socket.socket(fileno=int(argv[1]))
     ctl.settimeout(_SEND_TIMEOUT)
     limits = Limits(**json.loads(argv[2]))
