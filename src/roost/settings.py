@@ -99,6 +99,7 @@ class TFTPSettings(Section):
     """Worker processes that carry transfers (0: all in the server process). A boot storm
     of lockstep clients is bound by per-packet kernel work; workers spread it over cores."""
 
+
 class NodeSettings(Section):
     """Inventory, certificate authority and enrollment (roost.inventory, roost.pki)."""
 
