@@ -79,7 +79,7 @@ class TFTPSettings(Section):
     enabled: bool = False
     """Serve TFTP. Off by default: port 69 is bound only when asked for."""
     host: str = "0.0.0.0"
-    """Address to listen on; the wildcard answers each client from the address it asked."""
+    """IP address to listen on; the wildcard answers each client from the address it asked."""
     port: int = Field(default=69, ge=0, le=65535)
     """UDP port of the TFTP server (0 picks a free one, for tests)."""
     root: Path | None = None
@@ -132,7 +132,6 @@ class Settings(BaseSettings):
     events: EventSettings = EventSettings()
     boot: BootSettings = BootSettings()
     tftp: TFTPSettings = TFTPSettings()
-
     nodes: NodeSettings = NodeSettings()
     log: LogSettings = LogSettings()
 

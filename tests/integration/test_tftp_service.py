@@ -8,6 +8,9 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from roost.errors import ConfigError
 from roost.events import Event, EventFilter
 from roost.service import Runtime
 from roost.settings import Settings, TFTPSettings, load_settings
@@ -22,6 +25,9 @@ def test_entry_point_and_defaults(tmp_path: Path) -> None:
     s = load_settings(None, {"data_dir": tmp_path})
     assert (s.tftp.enabled, s.tftp.host, s.tftp.port) == (False, "0.0.0.0", 69)
     assert make(Runtime.create(s)) is None  # port 69 stays unbound unless enabled
+    named = s.model_copy(update={"tftp": TFTPSettings(enabled=True, host="pxe.example")})
+    with pytest.raises(ConfigError, match=r"tftp\.host"):
+        make(Runtime.create(named))
 
 
 def with_tftp(settings: Settings, **kw: Any) -> Settings:

@@ -131,10 +131,14 @@ class TFTPServer:
         except BaseException:
             sock.close()
             raise
+        if self._pool is not None:
+            try:
+                await self._pool.start()
+            except BaseException:
+                sock.close()
+                raise
         self._sock = sock
         self.port = sock.getsockname()[1]
-        if self._pool is not None:
-            await self._pool.start()
         loop.add_reader(sock.fileno(), self._on_request)
 
     async def stop(self) -> None:

@@ -15,9 +15,11 @@ Every request's end is published as a ``boot.tftp.transfer`` event with ``runtim
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import asdict
 
+from roost.errors import ConfigError
 from roost.service import Health, Runtime
 from roost.settings import TFTPSettings
 from roost.tftp.resolver import ChainResolver, DirectoryResolver
@@ -77,4 +79,13 @@ class TFTPService:
 
 
 def make(runtime: Runtime) -> TFTPService | None:
-    return TFTPService(runtime) if runtime.settings.tftp.enabled else None
+    settings = runtime.settings.tftp
+    if not settings.enabled:
+        return None
+    try:
+        ipaddress.ip_address(settings.host)
+    except ValueError:
+        raise ConfigError(
+            f"tftp.host: must be an IP address such as 0.0.0.0 (got {settings.host!r})"
+        ) from None
+    return TFTPService(runtime)
