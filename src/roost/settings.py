@@ -73,6 +73,33 @@ class BootSettings(Section):
     ``/boot/<mac>.ipxe`` and boot files at ``/files/<name>`` on it."""
 
 
+class TFTPSettings(Section):
+    """The TFTP server for firmware PXE clients (read-only; see docs/tftp.md)."""
+
+    enabled: bool = False
+    """Serve TFTP. Off by default: port 69 is bound only when asked for."""
+    host: str = "0.0.0.0"
+    """IP address to listen on; the wildcard answers each client from the address it asked."""
+    port: int = Field(default=69, ge=0, le=65535)
+    """UDP port of the TFTP server (0 picks a free one, for tests)."""
+    root: Path | None = None
+    """Directory served; empty means ``<data_dir>/tftp``."""
+    max_transfers: int = Field(default=1000, ge=1, le=100_000)
+    """Transfers at once; requests beyond it get a TFTP error saying the server is busy."""
+    timeout: float = Field(default=1.0, gt=0, le=255)
+    """Seconds before a DATA window is sent again, unless the client asks otherwise (RFC 2349)."""
+    retries: int = Field(default=5, ge=0, le=100)
+    """Retransmissions without progress before a transfer is abandoned."""
+    max_blksize: int = Field(default=1468, ge=8, le=65464)
+    """Largest block size granted (RFC 2348). 1468 fills a 1500-byte Ethernet frame; larger
+    blocks are IP-fragmented, which some networks drop."""
+    max_windowsize: int = Field(default=32, ge=1, le=65535)
+    """Largest window granted (RFC 7440): blocks sent before waiting for an ACK."""
+    workers: int = Field(default=0, ge=0, le=64)
+    """Worker processes that carry transfers (0: all in the server process). A boot storm
+    of lockstep clients is bound by per-packet kernel work; workers spread it over cores."""
+
+
 class NodeSettings(Section):
     """Inventory, certificate authority and enrollment (roost.inventory, roost.pki)."""
 
@@ -104,6 +131,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     events: EventSettings = EventSettings()
     boot: BootSettings = BootSettings()
+    tftp: TFTPSettings = TFTPSettings()
     nodes: NodeSettings = NodeSettings()
     log: LogSettings = LogSettings()
 
