@@ -67,7 +67,7 @@ class LogSettings(Section):
 
 
 class BootSettings(Section):
-    """The HTTP boot server (boot files, per-node scripts); the network-boot capability extends it."""
+    """The HTTP boot server (boot files, per-node scripts); network boot extends it."""
 
     http_port: int = Field(default=8442, ge=0, le=65535)
     """TCP port of the HTTP boot server, separate from the API. iPXE scripts are at
