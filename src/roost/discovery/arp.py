@@ -30,6 +30,8 @@ _ARP = struct.Struct("!HHBBH6s4s6s4s")
 _MIN_FRAME = 60  # IEEE 802.3 minimum frame without FCS; the kernel does not pad for us
 _SIOCGIFADDR = 0x8915
 
+_ONE = 1.0 - 1e-9  # a whole token, allowing for float rounding in the refill
+
 REQUEST = 1
 REPLY = 2
 
@@ -159,7 +161,7 @@ class Sweep:
             )
         self._last = now
         out: list[IPv4Address] = []
-        while self._queue and self._tokens >= 1.0:
+        while self._queue and self._tokens >= _ONE:
             ip = self._queue.popleft()
             if ip in self.found:
                 continue
@@ -185,7 +187,7 @@ class Sweep:
     def next_deadline(self, now: float) -> float | None:
         """When :meth:`due` has something to do next; ``None`` when the sweep is over."""
         if self._queue:
-            return now if self._tokens >= 1.0 else now + (1.0 - self._tokens) / self.rate
+            return now if self._tokens >= _ONE else now + (1.0 - self._tokens) / self.rate
         # Deadlines are appended in time order, so the first unanswered one is the earliest.
         while self._waiting and self._waiting[0][1] in self.found:
             self._waiting.popleft()

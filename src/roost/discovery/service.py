@@ -101,7 +101,10 @@ class DiscoveryService:
         if kind == "arp":
             if not s.interface:
                 raise Invalid("an ARP sweep needs discovery.interface (the site's LAN interface)")
-            specs = target_specs or [str(n) for n in s.subnets]
+            # Loopback has no link layer: a loopback subnet is there for port scans only.
+            specs = target_specs or [str(n) for n in s.subnets if not n.is_loopback]
+            if not specs:
+                raise Invalid("no subnet to sweep: discovery.subnets lists only loopback")
             port_list: list[int] = []
             ports = None
         else:

@@ -126,6 +126,11 @@ class Lab:
         _ip_batch([f"link set eth0 address {mac}", "link set eth0 up", "link set lo up"], ns)
         return ns
 
+    def remove_ns(self, ns: str) -> None:
+        """Delete one extra namespace (its veth goes with it)."""
+        _ip_batch([f"netns del {ns}"])
+        self.extra_ns.remove(ns)
+
     def sysctl(self, values: dict[str, str], namespaces: Sequence[str]) -> None:
         """Write ``/proc/sys`` keys in each namespace (a thread enters each one in turn)."""
         errors: list[BaseException] = []
