@@ -31,6 +31,7 @@ from roost.discovery.netns import run_in_thread
 from roost.testing import netlab
 
 PREFIX = "rdsb"
+WORKERS = 2
 SUBNET = "10.232.0.0/24"
 HOSTS = 50
 LISTEN = [
