@@ -23,8 +23,17 @@ SCAN_COLUMNS = [
     "targets",
     "ports",
     "started_at",
-    "finished_at",
 ]
+
+
+def _show_scans(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print_json(rows)
+        return
+    shown = [
+        {**r, "targets": ", ".join(r["targets"]), "started_at": r["started_at"][:19]} for r in rows
+    ]
+    output(shown, SCAN_COLUMNS, False)
 
 
 def _follow(c: Client, scan: dict[str, Any], as_json: bool) -> dict[str, Any]:
@@ -57,7 +66,7 @@ def _run(ctx: typer.Context, body: dict[str, Any], wait: bool, as_json: bool) ->
     with client(ctx) as c:
         scan = c.post("/discovery/scans", json=body)
         if not wait:
-            print_json(scan) if as_json else output([scan], SCAN_COLUMNS, False)
+            _show_scans([scan], as_json)
             return
         final = _follow(c, scan, as_json)
         results = c.get(f"/discovery/scans/{scan['id']}/results")
@@ -116,7 +125,7 @@ def status(
     """Recent and running scans with their progress."""
     with client(ctx) as c:
         rows = c.get("/discovery/scans", params={"limit": limit})
-    output(rows, SCAN_COLUMNS, as_json)
+    _show_scans(rows, as_json)
 
 
 @app.command("cancel")
@@ -124,7 +133,7 @@ def cancel(ctx: typer.Context, scan_id: int, as_json: bool = JSONOption) -> None
     """Cancel a running scan (it keeps what it found)."""
     with client(ctx) as c:
         row = c.post(f"/discovery/scans/{scan_id}/cancel")
-    output([row], SCAN_COLUMNS, as_json)
+    _show_scans([row], as_json)
 
 
 @app.command("hosts")

@@ -180,7 +180,7 @@ class ScanJob:
             assert row is not None
             row.percent, row.hosts_found, row.ports_found = (
                 self.percent,
-                len(self.hosts),
+                self.hosts_found,
                 self.open_ports,
             )
         for type_, subject, data in pending:
@@ -200,6 +200,13 @@ class ScanJob:
             ).scalar()
 
     @property
+    def hosts_found(self) -> int:
+        """Hosts that answered: ARP replies, or addresses with an open port."""
+        if self.kind == "arp":
+            return len(self.hosts)
+        return len({ip for (ip, _), st in self.found_ports.items() if st == "open"})
+
+    @property
     def open_ports(self) -> int:
         return sum(1 for st in self.found_ports.values() if st == "open")
 
@@ -208,7 +215,7 @@ class ScanJob:
             "scan": self.scan_id,
             "kind": self.kind,
             "percent": self.percent,
-            "hosts_found": len(self.hosts),
+            "hosts_found": self.hosts_found,
             "ports_found": self.open_ports,
         }
 
@@ -242,7 +249,7 @@ class ScanJob:
             row.state, row.error, row.finished_at = state, error, now
             row.percent, row.hosts_found, row.ports_found = (
                 self.percent,
-                len(self.hosts),
+                self.hosts_found,
                 self.open_ports,
             )
             row.probes = int(stats.get("probes", stats.get("addresses", 0)))
