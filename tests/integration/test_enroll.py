@@ -240,3 +240,19 @@ async def test_retired_node_may_not_enroll_and_its_certificate_stops(
     async with anonymous(api, agent.auth()) as me:
         assert (await me.get("/api/v1/nodes/self")).status_code == 401
     assert (await _enroll(api, await _token(api, mac=MAC_A), MAC_A)).status_code == 401
+
+
+async def test_expired_tokens_are_purged(runtime: Runtime) -> None:
+    from roost.pki.tokens import purge
+
+    old = await issue_enrollment_token(runtime.db, mac=MAC_A, ttl=60)
+    await issue_enrollment_token(runtime.db, mac=MAC_B, ttl=60)
+    async with runtime.db.session() as s:
+        await s.execute(
+            update(EnrollmentTokenRow)
+            .where(EnrollmentTokenRow.id == old.split("_")[1])
+            .values(expires_at=datetime.now(UTC) - timedelta(days=2))
+        )
+    async with runtime.db.session() as s:
+        assert await purge(s, datetime.now(UTC)) == 1
+        assert await purge(s, datetime.now(UTC)) == 0
