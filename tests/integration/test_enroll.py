@@ -119,6 +119,13 @@ async def test_certificate_enrollment_and_self_service(api: httpx.AsyncClient) -
         assert changed.status_code == 200 and changed.json()["facts"] == {"disks": 1}
 
 
+async def test_oversized_facts_are_refused(api: httpx.AsyncClient) -> None:
+    token = await _token(api, mac=MAC_A)
+    resp = await _enroll(api, token, MAC_A, facts={"blob": "x" * 300_000})
+    assert resp.status_code == 422 and "at most 262144" in resp.json()["detail"]
+    assert (await _enroll(api, token, MAC_A)).status_code == 200  # the token was not spent
+
+
 async def test_ed25519_node_key(api: httpx.AsyncClient) -> None:
     agent = await _enrolled(api, MAC_A, "ed25519")
     async with anonymous(api, agent.auth()) as me:
