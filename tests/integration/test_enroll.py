@@ -3,6 +3,7 @@ databases: one-time tokens, signed node requests, isolation between nodes, revoc
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -79,6 +80,15 @@ async def test_used_token_is_refused(api: httpx.AsyncClient, runtime: Runtime) -
     assert "refused" in again.json()["detail"]
     refused = await runtime.bus.history(EventFilter(types=("enroll.refused",)))
     assert "already used" in refused[-1].data["reason"]
+
+
+async def test_one_token_racing_twice_enrolls_once(
+    api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    token = await issue_enrollment_token(runtime.db, site="lab", ttl=600)
+    results = await asyncio.gather(*(_enroll(api, token, mac) for mac in (MAC_A, MAC_B)))
+    assert sorted(r.status_code for r in results) == [200, 401]
+    assert len((await api.get("/api/v1/nodes")).json()) == 1
 
 
 async def test_expired_token_is_refused(api: httpx.AsyncClient, runtime: Runtime) -> None:
