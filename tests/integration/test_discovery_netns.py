@@ -164,6 +164,8 @@ async def test_arp_sweep_finds_every_host_with_its_mac_and_nothing_else(
     scan = await svc.start_scan("arp")
     done = await svc.wait_scan(scan.id)
     assert done.state == "finished" and done.percent == 100.0
+    # 253 addresses (the /24 less ours) asked; the 203 silent ones twice (arp_attempts = 2).
+    assert done.stats["probes"] == 50 + 2 * 203 and done.stats["hosts"] == HOSTS
     expected = {str(h.ip): h.mac for h in lab.hosts}
     async with rt.db.session() as s:
         from sqlalchemy import select

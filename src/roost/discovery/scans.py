@@ -105,7 +105,12 @@ class ScanJob:
                 on_found=lambda ip, mac: put(("host", str(ip), mac)),
                 on_progress=lambda f, _n: progress(f),
             )
-            return {"hosts": len(res), "addresses": len(self.addrs)}
+            return {
+                "hosts": len(res.found),
+                "addresses": len(self.addrs),
+                "probes": res.sent,
+                "ignored_frames": res.ignored,
+            }
         total = len(self.addrs) * len(self.ports)
         pairs = ((str(ip), p) for ip in self.addrs for p in self.ports)
         report = lambda ip, port, st: put(("port", ip, port, st))  # noqa: E731
