@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import posixpath
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from roost.boot.render import DEFAULT_IPXE, DEFAULT_META_DATA, TemplateKind, ren
 from roost.boot.tokens import BootTokens
 from roost.errors import NotFound
 
+_ARCHES_KEPT = 65536
 TokenFor = Callable[[str], "str | Awaitable[str]"]
 """``token_for(mac)``: the token put into rendered command lines (sync or async)."""
 NodeLookup = Callable[[str], Awaitable[NodeInfo | None]]
@@ -116,12 +118,20 @@ class Documents:
         self.default_profile = default_profile
         self.token_for: TokenFor = token_for or tokens.issue
         self.lookup = lookup
+        self.arches: OrderedDict[str, str] = OrderedDict()
 
     async def render(
         self, kind: TemplateKind, mac: str, *, ip: str, arch: str | None, http_base: str
     ) -> Rendered:
         node = await self.lookup(mac) or NodeInfo(mac=mac)
-        arch = arch or node.arch
+        # user-data, preseed and kickstart are fetched without an architecture: use the one
+        # the node's iPXE script was asked for, so every document comes from the same profile
+        arch = arch or node.arch or self.arches.get(mac)
+        if arch:
+            self.arches[mac] = arch
+            self.arches.move_to_end(mac)
+            if len(self.arches) > _ARCHES_KEPT:
+                self.arches.popitem(last=False)
         profile = await self.book.select(node, arch, self.default_profile)
         token = self.token_for(mac)
         if inspect.isawaitable(token):

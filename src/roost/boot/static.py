@@ -39,14 +39,16 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
                 return None
             return UNSATISFIABLE if n == 0 or size == 0 else (max(0, size - n), size - 1)
         first = int(first_s)
-        last = int(last_s) if last_s else size - 1
+        last = int(last_s) if last_s else None
     except ValueError:
         return None
-    if first < 0 or last < first or first_s.strip().startswith("+"):
+    if first < 0 or first_s.strip().startswith(("+", "-")):
         return None
+    if last is not None and (last < first or last_s.strip().startswith(("+", "-"))):
+        return None  # invalid: §14.1.1 says ignore the header
     if first >= size:
         return UNSATISFIABLE
-    return first, min(last, size - 1)
+    return first, size - 1 if last is None else min(last, size - 1)
 
 
 def _etag_listed(header: str, etag: str) -> bool:
