@@ -248,6 +248,7 @@ class HTTPServer:
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                     status = getattr(exc, "error_status_hint", 400)
                     await self._send_simple(loop, sock, conn, status, str(exc))
+                    await self._linger(loop, sock)
         except (TimeoutError, ConnectionError, OSError):
             pass  # idle, stalled or gone: nothing to say to it
         finally:
@@ -357,6 +358,19 @@ class HTTPServer:
             response.close()
             if self.observe is not None:
                 self.observe(request, response, sent, time.perf_counter() - started, complete)
+
+    @staticmethod
+    async def _linger(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        """Half-close and read what the peer still sends, briefly: closing with unread input
+        makes the kernel send RST, which can destroy the error response before it is read."""
+        sock.shutdown(socket.SHUT_WR)
+        deadline = loop.time() + 1.0
+        drained = 0
+        while drained < 1 << 20 and (left := deadline - loop.time()) > 0:
+            data = await recv(loop, sock, left)
+            if not data:
+                return
+            drained += len(data)
 
     async def _send_simple(
         self,
