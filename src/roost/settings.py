@@ -92,6 +92,21 @@ class BootSettings(Section):
     """Where Debian's ``ipxe`` package puts ``undionly.kpxe``, ``ipxe.efi``, ``snponly.efi``."""
 
 
+class NodeSettings(Section):
+    """Inventory, certificate authority and enrollment (roost.inventory, roost.pki)."""
+
+    auto_discover: bool = True
+    """Create a ``discovered`` node for every unknown MAC seen in DHCP, discovery or boot events."""
+    certificate_hours: float = Field(default=168.0, gt=0, le=24 * 366)
+    """Lifetime of a node certificate; agents renew before it ends (default 7 days)."""
+    enrollment_ttl_seconds: int = Field(default=3600, ge=60)
+    """Default lifetime of a one-time enrollment token."""
+    enrollment_max_ttl_seconds: int = Field(default=7 * 86400, ge=60)
+    """Longest lifetime an enrollment token may be given."""
+    signature_skew_seconds: int = Field(default=300, ge=5, le=3600)
+    """How far a node's signed-request timestamp may be from the server clock."""
+
+
 class Settings(BaseSettings):
     """Everything Roost can be told, in one place."""
 
@@ -108,6 +123,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     events: EventSettings = EventSettings()
     boot: BootSettings = BootSettings()
+    nodes: NodeSettings = NodeSettings()
     log: LogSettings = LogSettings()
 
     @classmethod

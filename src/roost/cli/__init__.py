@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from roost.cli import boot, config, demo, events, serve, token
+from roost.cli import boot, config, demo, enroll, events, node, serve, token
 from roost.cli.common import State
 from roost.client import ClientError
 from roost.errors import RoostError
@@ -35,6 +35,8 @@ app.add_typer(token.app, name="token")
 app.add_typer(boot.app, name="boot")
 app.command("events")(events.events)
 app.command("demo")(demo.demo)
+app.add_typer(node.app, name="node")
+app.add_typer(enroll.app, name="enroll")
 
 
 def main() -> None:
