@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute
 
 from roost import __version__
-from roost.api import boot, enroll, events, health, nodes, problems, tokens
+from roost.api import boot, discovery, enroll, events, health, nodes, problems, tokens
 from roost.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from roost.service import Runtime
 
@@ -22,6 +22,7 @@ ROUTERS = [
     nodes.meta,
     enroll.router,
     enroll.pki,
+    discovery.router,
     boot.router,
 ]
 
