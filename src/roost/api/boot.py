@@ -21,7 +21,7 @@ from roost.boot.documents import Documents
 from roost.boot.names import check_arch, check_file_name, normalize_mac
 from roost.boot.profiles import Profile, ProfileBook, ProfileIn, Rule, RuleIn
 from roost.boot.render import TemplateKind
-from roost.boot.service import BootService, store_for, tokens_for
+from roost.boot.service import BootService, node_lookup, store_for, tokens_for
 from roost.boot.store import TooLarge
 from roost.errors import Conflict, Invalid, NotFound
 from roost.service import Runtime
@@ -189,7 +189,9 @@ def _documents(runtime: Runtime) -> Documents:
     if isinstance(svc, BootService) and svc.documents is not None:
         return svc.documents
     boot = runtime.settings.boot
-    return Documents(_book(runtime), tokens_for(runtime), boot.default_profile)
+    return Documents(
+        _book(runtime), tokens_for(runtime), boot.default_profile, lookup=node_lookup(runtime)
+    )
 
 
 @router.get("/render/{mac}/{kind}", response_class=PlainTextResponse)

@@ -2,10 +2,11 @@
 
 A profile is a kernel, its initrds (store names or URLs), a command line and optional
 templates per document kind; the built-in ``local`` profile boots from disk and cannot be
-changed or removed. Rules are tried in ``(priority, id)`` order; the first whose every given
-condition (architecture, MAC, tag, node name) holds wins, and a rule with no condition
-matches everyone. When none matches, ``boot.default_profile`` applies. :func:`choose` is pure
-so the selection is tested without a database; :class:`ProfileBook` stores both.
+changed or removed. A node the inventory pinned to a profile boots that one. Otherwise rules
+are tried in ``(priority, id)`` order; the first whose every given condition (architecture,
+MAC, tag, node name) holds wins, and a rule with no condition matches everyone. When none
+matches, ``boot.default_profile`` applies. :func:`choose` is pure so the selection is tested
+without a database; :class:`ProfileBook` stores both.
 """
 
 from __future__ import annotations
@@ -113,6 +114,8 @@ class NodeInfo:
     hostname: str | None = None
     arch: str | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
+    profile: str | None = None
+    """A profile the inventory pinned the node to; it wins over every rule."""
 
 
 def matches(rule: RuleIn, node: NodeInfo, arch: str | None) -> bool:
@@ -237,8 +240,9 @@ class ProfileBook:
             return gone
 
     async def select(self, node: NodeInfo, arch: str | None, default: str) -> Profile:
-        """The profile for ``node``; a rule naming a vanished profile falls back to ``default``."""
-        name = choose(await self.rules(), node, arch, default)
+        """The profile for ``node``: its pinned one, else the rules' choice; a name that does
+        not exist (any more) falls back to ``default``."""
+        name = node.profile or choose(await self.rules(), node, arch, default)
         try:
             return await self.get(name)
         except NotFound:

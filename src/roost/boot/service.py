@@ -46,14 +46,14 @@ class BootService:
         self,
         runtime: Runtime,
         token_for: TokenFor | None = None,
-        lookup: NodeLookup = no_inventory,
+        lookup: NodeLookup | None = None,
     ) -> None:
         self.runtime = runtime
         self.settings = runtime.settings.boot
         self.store = BootStore(runtime.settings.data_dir, runtime.db, self.settings.max_file_size)
         self.book = ProfileBook(runtime.db)
         self.token_for = token_for
-        self.lookup = lookup
+        self.lookup = lookup or node_lookup(runtime)
         self.http: HTTPServer | None = None
         self.address: tuple[str, int] | None = None
         self.documents: Documents | None = None
@@ -77,6 +77,31 @@ class BootService:
         )
         self.address = await self.http.start(self.settings.host, self.settings.http_port)
         log.info("HTTP boot server listening on %s:%d", *self.address)
+        self._plug_into_tftp()
+
+    def _http_base(self) -> str | None:
+        """The boot server's URL when it is known without a request (for TFTP-served scripts)."""
+        if self.settings.public_url:
+            return self.settings.public_url
+        host = self.settings.host
+        if self.address is None or host in ("0.0.0.0", "::", ""):
+            return None
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.address[1]}"
+
+    def _plug_into_tftp(self) -> None:
+        """Put the store (and rendered scripts) in front of the TFTP server's directory.
+
+        Services start in name order, so ``boot`` runs this before ``tftp`` starts."""
+        try:
+            from roost.tftp.service import TFTPService
+        except ImportError:  # a build without the TFTP capability
+            return
+        from roost.boot.tftp import BootResolver
+
+        tftp = self.runtime.service("tftp")
+        if isinstance(tftp, TFTPService):
+            resolver = BootResolver(self.store, self.documents, self._http_base())
+            tftp.chain.resolvers.insert(0, resolver)
 
     async def stop(self) -> None:
         if self.http is not None:
@@ -111,6 +136,15 @@ class BootService:
     async def open_file(self, name: str) -> tuple[Path, int] | None:
         """For the TFTP server: path and size of a public boot file, or None."""
         return await self.store.open_file(name)
+
+
+def node_lookup(runtime: Runtime) -> NodeLookup:
+    """The inventory's view of nodes, or none when Roost is built without the inventory."""
+    try:
+        from roost.boot.inventory import inventory_lookup
+    except ImportError:  # a build without the inventory capability
+        return no_inventory
+    return inventory_lookup(runtime.db)
 
 
 def make(runtime: Runtime) -> BootService | None:

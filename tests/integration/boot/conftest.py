@@ -34,16 +34,23 @@ def boot_url(boot: BootService) -> str:
     return f"http://127.0.0.1:{boot.address[1]}"
 
 
-async def curl(*args: str) -> str:
-    """Run the real curl client and return what it printed; it must not fail as a client."""
+async def curl_exit(*args: str) -> tuple[int, str, str]:
+    """Run the real curl client: (exit status, what it printed, what it complained)."""
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed (Debian package curl; scripts/bootstrap installs it)")
     proc = await asyncio.create_subprocess_exec(
         "curl", "-sS", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     out, err = await proc.communicate()
-    assert proc.returncode == 0, f"curl {' '.join(args)}: {err.decode()}"
-    return out.decode("latin-1")
+    assert proc.returncode is not None
+    return proc.returncode, out.decode("latin-1"), err.decode()
+
+
+async def curl(*args: str) -> str:
+    """Run curl and return what it printed; it must not fail as a client."""
+    status, out, err = await curl_exit(*args)
+    assert status == 0, f"curl {' '.join(args)}: {err}"
+    return out
 
 
 async def chunks_of(data: bytes, size: int = 65536) -> AsyncIterator[bytes]:
