@@ -138,17 +138,45 @@ async def sendfile(
     loop: asyncio.AbstractEventLoop, sock: socket.socket, body: FileBody, stall: float
 ) -> int:
     """Send the file slice with sendfile(2), counting in ``body.sent``; a reader that takes
-    nothing for ``stall`` seconds ends the transfer with :class:`TimeoutError`."""
+    nothing for ``stall`` seconds ends the transfer with :class:`TimeoutError`.
+
+    This is the hot loop of a large transfer: it wakes once per drained socket buffer. The
+    writer callback stays registered for the whole transfer and the stall timer is a plain
+    ``call_later``, so a wake-up costs one future instead of ``wait_for``'s machinery and two
+    epoll registrations."""
     out = sock.fileno()
-    while body.sent < body.length:
-        try:
-            n = os.sendfile(out, body.fd, body.offset + body.sent, body.length - body.sent)
-        except BlockingIOError:
-            await _wait(loop, sock, True, stall)
-            continue
-        if n == 0:  # the file shrank under us: the promised length cannot be kept
-            raise ConnectionAbortedError("file ended early")
-        body.sent += n
+    waiter: asyncio.Future[None] | None = None
+
+    def writable() -> None:
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def stalled() -> None:
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TimeoutError("reader stalled"))
+
+    registered = False
+    try:
+        while body.sent < body.length:
+            try:
+                n = os.sendfile(out, body.fd, body.offset + body.sent, body.length - body.sent)
+            except BlockingIOError:
+                if not registered:
+                    loop.add_writer(out, writable)
+                    registered = True
+                waiter = loop.create_future()
+                timer = loop.call_later(stall, stalled)
+                try:
+                    await waiter
+                finally:
+                    timer.cancel()
+                continue
+            if n == 0:  # the file shrank under us: the promised length cannot be kept
+                raise ConnectionAbortedError("file ended early")
+            body.sent += n
+    finally:
+        if registered:
+            loop.remove_writer(out)
     return body.sent
 
 
