@@ -57,6 +57,22 @@ class GuestSpec:
         return self.firmware == "bios" if self.nic_rom is None else self.nic_rom
 
 
+DEFAULT_MIX: tuple[tuple[Firmware, str], ...] = (
+    ("bios", "virtio-net-pci"),
+    ("uefi", "virtio-net-pci"),
+    ("bios", "e1000"),
+)
+"""Guests 1, 2, 3, … cycle through these: SeaBIOS + iPXE ROM, OVMF's own PXE, an Intel NIC."""
+
+
+def default_specs(count: int, firmware: Firmware | None = None) -> list[GuestSpec]:
+    specs = []
+    for i in range(1, count + 1):
+        fw, nic = DEFAULT_MIX[(i - 1) % len(DEFAULT_MIX)]
+        specs.append(GuestSpec(index=i, firmware=firmware or fw, nic=nic))
+    return specs
+
+
 @dataclass(frozen=True)
 class Accel:
     name: Literal["kvm", "tcg"]
@@ -100,6 +116,8 @@ def command(spec: GuestSpec, accel: Accel, files: GuestFiles, tap: str | None = 
         qemu_binary(), "-accel", accel.name, "-m", str(spec.memory_mb),
         "-name", f"roost-lab-guest{spec.index}", "-display", "none", "-nodefaults",
         "-no-reboot", "-no-user-config",
+        # graphics=off: SeaBIOS and the iPXE ROM print to the serial port (sercon).
+        "-machine", "graphics=off",
         "-chardev", f"socket,id=con,path={files.console_sock},server=on,wait=off,"
                     f"logfile={files.console_log},logappend=on",
         "-serial", "chardev:con",

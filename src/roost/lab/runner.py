@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from roost.errors import Invalid, NotFound
-from roost.lab import netns, qemu
+from roost.lab import console, netns, qemu
 from roost.lab.netns import Topology
 
 DEFAULT_STATE_ROOT = Path("/run/roost-lab")
@@ -168,6 +168,23 @@ class Lab:
             if g.index == index:
                 return g
         raise NotFound(f"lab {self.topo.prefix!r} has no guest {index}")
+
+    def status(self) -> list[dict[str, Any]]:
+        """One row per guest: firmware, NIC, MAC, whether QEMU runs, what it last said."""
+        rows = []
+        for g in self.load().guests:
+            rows.append(
+                {
+                    "guest": g.index,
+                    "firmware": g.firmware + ("" if g.rom or g.firmware == "bios" else " (PXE)"),
+                    "nic": g.nic,
+                    "mac": g.mac,
+                    "accel": g.accel,
+                    "state": "running" if alive(g.proc) else "exited",
+                    "console": console.last_line(Path(g.console_log))[:80],
+                }
+            )
+        return rows
 
     def down(self, grace: float = 3.0) -> list[str]:
         """Kill what the lab started, delete its namespaces and state; returns what it did."""
