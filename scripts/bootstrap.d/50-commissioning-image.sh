@@ -22,23 +22,33 @@ fi
 [ -n "$KPKG" ] || { echo "commissioning image: apt knows no linux-image-amd64" >&2; exit 1; }
 KVER=${KPKG#linux-image-}
 
-STAMP=$(cat "$0" "$SRC/init" "$SRC/udhcpc.script" /bin/busybox | sha256sum | cut -c1-16)-$KVER
+# busybox-static conflicts with the busybox package the tests use, so it is unpacked, not installed.
+BBVER=$(apt-cache policy busybox-static 2>/dev/null | awk '/Candidate:/{print $2}')
+[ -n "$BBVER" ] && [ "$BBVER" != "(none)" ] || { echo "commissioning image: apt knows no busybox-static" >&2; exit 1; }
+
+STAMP=$(cat "$0" "$SRC/init" "$SRC/udhcpc.script" | sha256sum | cut -c1-16)-$KVER-$BBVER
 if [ -f "$OUT/vmlinuz" ] && [ -f "$OUT/initrd.img" ] && [ "$(cat "$OUT/.stamp" 2>/dev/null)" = "$STAMP" ]; then
     exit 0
 fi
 echo "commissioning image: building from $KPKG"
 
 cd "$CACHE"
-if ! ls "${KPKG}"_*.deb >/dev/null 2>&1; then
-    rm -f linux-image-*.deb
-    # apt-get download as root warns that it runs unsandboxed; harmless here.
-    apt-get download "$KPKG" 2>&1 | grep -v '^W: Download is performed unsandboxed' || true
-fi
-DEB=$(ls "${KPKG}"_*.deb | head -n1)
 KROOT=$CACHE/kernel-$KVER
 if [ ! -f "$KROOT/boot/vmlinuz-$KVER" ]; then
+    ls "${KPKG}"_*.deb >/dev/null 2>&1 || rm -f linux-image-*.deb
     rm -rf "$CACHE"/kernel-*
-    dpkg -x "$DEB" "$KROOT"
+    # apt-get download as root warns that it runs unsandboxed; harmless here.
+    ls "${KPKG}"_*.deb >/dev/null 2>&1 ||
+        apt-get download "$KPKG" 2>&1 | grep -v '^W: Download is performed unsandboxed' || true
+    dpkg -x "${KPKG}"_*.deb "$KROOT.tmp"
+    mv "$KROOT.tmp" "$KROOT"
+fi
+BBDIR=$CACHE/busybox-static-${BBVER//:/_}
+if [ ! -x "$BBDIR/bin/busybox" ]; then
+    rm -rf "$CACHE"/busybox-static*
+    apt-get download busybox-static 2>&1 | grep -v '^W: Download is performed unsandboxed' || true
+    dpkg -x busybox-static_*.deb "$BBDIR"
+    rm -f busybox-static_*.deb
 fi
 MODDIR=$KROOT/lib/modules/$KVER
 # The .deb ships no modules.dep (its postinst runs depmod): make one to read dependencies from.
@@ -47,7 +57,7 @@ MODDIR=$KROOT/lib/modules/$KVER
 R=$(mktemp -d "$CACHE/initramfs.XXXXXX")
 trap 'rm -rf "$R"' EXIT
 mkdir -p "$R"/{bin,proc,sys,dev,tmp,etc,lib/modules,usr/share/udhcpc}
-cp /bin/busybox "$R/bin/busybox"       # busybox-static: needs no libraries
+cp "$BBDIR/bin/busybox" "$R/bin/busybox"   # static: needs no libraries
 install -m 0755 "$SRC/init" "$R/init"
 install -m 0755 "$SRC/udhcpc.script" "$R/usr/share/udhcpc/default.script"
 
@@ -90,8 +100,9 @@ cat > "$OUT/manifest.json" <<JSON
 {"kernel_package": "$KPKG", "kernel_version": "$KVER",
  "kernel_sha256": "$(sha256sum "$OUT/vmlinuz" | cut -d' ' -f1)",
  "initrd_sha256": "$(sha256sum "$OUT/initrd.img" | cut -d' ' -f1)",
- "busybox": "$(/bin/busybox | head -n1 | cut -d' ' -f2)",
+ "busybox_static": "$BBVER",
  "cmdline": "console=ttyS0 quiet roost.callback=<url> roost.token=<token> roost.after=poweroff"}
 JSON
 echo "$STAMP" > "$OUT/.stamp"
+rm -rf "$KROOT"   # 400 MB of modules; a rebuild unpacks the .deb again
 echo "commissioning image: $(du -h "$OUT/vmlinuz" | cut -f1) kernel $KVER, $(du -h "$OUT/initrd.img" | cut -f1) initrd in $OUT"

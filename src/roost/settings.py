@@ -66,11 +66,26 @@ class LogSettings(Section):
 
 
 class BootSettings(Section):
-    """The HTTP boot server (boot files, per-node scripts); the network-boot capability extends it."""
+    """The HTTP boot server (boot files, per-node scripts); network boot extends it."""
 
     http_port: int = Field(default=8442, ge=0, le=65535)
     """TCP port of the HTTP boot server, separate from the API. iPXE scripts are at
     ``/boot/<mac>.ipxe`` and boot files at ``/files/<name>`` on it."""
+
+
+class NodeSettings(Section):
+    """Inventory, certificate authority and enrollment (roost.inventory, roost.pki)."""
+
+    auto_discover: bool = True
+    """Create a ``discovered`` node for every unknown MAC seen in DHCP, discovery or boot events."""
+    certificate_hours: float = Field(default=168.0, gt=0, le=24 * 366)
+    """Lifetime of a node certificate; agents renew before it ends (default 7 days)."""
+    enrollment_ttl_seconds: int = Field(default=3600, ge=60)
+    """Default lifetime of a one-time enrollment token."""
+    enrollment_max_ttl_seconds: int = Field(default=7 * 86400, ge=60)
+    """Longest lifetime an enrollment token may be given."""
+    signature_skew_seconds: int = Field(default=300, ge=5, le=3600)
+    """How far a node's signed-request timestamp may be from the server clock."""
 
 
 class Settings(BaseSettings):
@@ -89,6 +104,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     events: EventSettings = EventSettings()
     boot: BootSettings = BootSettings()
+    nodes: NodeSettings = NodeSettings()
     log: LogSettings = LogSettings()
 
     @classmethod

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from roost.cli import config, demo, events, lab, serve, token
+from roost.cli import config, demo, enroll, events, lab, node, serve, token
 from roost.cli.common import State
 from roost.client import ClientError
 from roost.errors import RoostError
@@ -34,6 +34,8 @@ app.add_typer(config.app, name="config")
 app.add_typer(token.app, name="token")
 app.command("events")(events.events)
 app.command("demo")(demo.demo)
+app.add_typer(node.app, name="node")
+app.add_typer(enroll.app, name="enroll")
 app.add_typer(lab.app, name="lab")
 
 
