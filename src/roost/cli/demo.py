@@ -18,39 +18,40 @@ from roost.lab.progress import STEPS, Board
 from roost.lab.runner import DEFAULT_STATE_ROOT
 
 LABELS = {
-    "lease": "DHCP lease",
-    "tftp": "TFTP iPXE",
-    "script": "iPXE script",
+    "lease": "lease",
+    "tftp": "tftp",
+    "script": "script",
     "kernel": "kernel",
     "initrd": "initrd",
     "callback": "callback",
 }
+"""Column heads: DHCP lease, TFTP of the iPXE binary, iPXE script, kernel, initrd, callback."""
 
 
 def render(board: Board, elapsed: float, footer: str = "") -> Table:
     table = Table(
-        title=f"Roost demo: network boot through Roost alone · {elapsed:5.1f} s",
+        title=f"Roost demo: bare guests boot through Roost alone · {elapsed:5.1f} s",
         caption=footer or None,
     )
-    table.add_column("guest")
-    table.add_column("firmware")
-    table.add_column("MAC")
+    table.add_column("#")
+    table.add_column("firmware", no_wrap=True)
+    table.add_column("MAC", no_wrap=True)
     for step in STEPS:
-        table.add_column(LABELS[step], justify="right")
-    table.add_column("facts / address")
+        table.add_column(LABELS[step], justify="right", no_wrap=True)
+    table.add_column("facts (or address)")
     for g in sorted(board.guests.values(), key=lambda g: g.index):
         cells = []
         for step in STEPS:
             if step not in g.steps:
                 cells.append("[dim]n/a[/dim]")
             elif step in g.times:
-                cells.append(f"[green]{g.times[step]:.1f} s[/green]")
+                cells.append(f"[green]{g.times[step]:.1f}s[/green]")
             elif step == g.missing():
                 cells.append("[yellow]…[/yellow]")
             else:
                 cells.append("")
         info = g.detail.get("callback") or g.detail.get("lease", "")
-        fw = "BIOS iPXE ROM" if g.firmware == "bios" else "UEFI OVMF PXE"
+        fw = "BIOS+iPXE" if g.firmware == "bios" else "UEFI PXE"
         table.add_row(str(g.index), fw, g.mac, *cells, info)
     return table
 
@@ -86,7 +87,7 @@ def demo(
         status = 2
     finally:
         done = run.stop()
-        console.print(f"lab down: {len(done)} processes and namespaces gone", highlight=False)
+        console.print(f"\nlab down: {len(done)} processes and namespaces gone", highlight=False)
     raise typer.Exit(status)
 
 

@@ -10,6 +10,7 @@ Everything it starts belongs to the lab and goes with ``Lab.down``.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import queue
@@ -26,10 +27,11 @@ import httpx
 
 from roost.client import Client, ClientError, Connection
 from roost.lab import image, qemu
-from roost.lab.netns import SERVER_IF, Topology
+from roost.lab.netns import SERVER_IF, Topology, namespaces
 from roost.lab.progress import Board, GuestProgress
 from roost.lab.relay import Relay
 from roost.lab.runner import Lab
+from roost.server import write_client_file
 from roost.settings import Settings
 
 API_PORT_IN_LAB = 8440
@@ -127,7 +129,7 @@ class Demo:
         img = image.locate()
         accel = qemu.choose_accel(img.kernel, self.opts.state_root / "accel.json", self.opts.accel)
         self.say(f"accelerator: {accel.name} ({accel.reason})")
-        if self.lab.state_file.exists() or self.lab.topo.server_ns in _namespaces():
+        if self.lab.state_file.exists() or self.lab.topo.server_ns in namespaces():
             self.say(f"taking down the previous lab {self.opts.prefix!r}")
             self.lab.down()
         self.lab.up(accel)
@@ -154,15 +156,11 @@ class Demo:
         port = self._start_relay()
         self.url = f"http://127.0.0.1:{port}"
         token = self._wait_ready(log)
-        from roost.server import write_client_file
-
         write_client_file(self.data_dir, self.url)
         self.say(f"Roost API: {self.url}/api/v1 (token in {self.data_dir / 'admin-token'})")
         return Client(Connection(self.url, token))
 
     def _start_relay(self) -> int:
-        import asyncio
-
         ready: queue.Queue[int | BaseException] = queue.Queue()
 
         def serve() -> None:
@@ -192,7 +190,7 @@ class Demo:
                 raise DemoError(f"roost serve exited:\n{_tail(log)}")
             if token_file.exists():
                 try:
-                    r = httpx.get(f"{self.url}/api/v1/readyz", timeout=2)
+                    r = httpx.get(f"{self.url}/healthz", timeout=2)
                     if r.status_code == 200:
                         return token_file.read_text().strip()
                 except httpx.HTTPError:
@@ -264,12 +262,6 @@ class Demo:
         if self._relay_loop is not None:
             self._relay_loop.call_soon_threadsafe(self._relay_loop.stop)
         return self.lab.down()
-
-
-def _namespaces() -> set[str]:
-    from roost.lab.netns import namespaces
-
-    return namespaces()
 
 
 def _tail(path: Path, lines: int = 20) -> str:

@@ -68,6 +68,8 @@ class Relay:
         self.host = host
         self.port = 0
         self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
 
     async def start(self, port: int) -> int:
         self._server = await asyncio.start_server(self._handle, self.host, port)
@@ -75,13 +77,27 @@ class Relay:
         return self.port
 
     async def stop(self) -> None:
+        """Stop listening and close open connections (an SSE stream never ends by itself)."""
         if self._server is not None:
             self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
             self._server = None
+        for w in list(self._writers):
+            w.close()
+        if self._handlers:
+            await asyncio.wait(self._handlers, timeout=2)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        self._writers.add(writer)
+        try:
+            await self._relay(reader, writer)
+        finally:
+            self._writers.discard(writer)
+            self._handlers.discard(task)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = socket_in(self.ns)
         sock.setblocking(False)
         try:
@@ -91,4 +107,8 @@ class Relay:
             sock.close()
             writer.close()
             return
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        self._writers.add(up_writer)
+        try:
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            self._writers.discard(up_writer)
