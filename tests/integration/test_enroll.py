@@ -3,6 +3,7 @@ databases: one-time tokens, signed node requests, isolation between nodes, revoc
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -81,6 +82,15 @@ async def test_used_token_is_refused(api: httpx.AsyncClient, runtime: Runtime) -
     assert "already used" in refused[-1].data["reason"]
 
 
+async def test_one_token_racing_twice_enrolls_once(
+    api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    token = await issue_enrollment_token(runtime.db, site="lab", ttl=600)
+    results = await asyncio.gather(*(_enroll(api, token, mac) for mac in (MAC_A, MAC_B)))
+    assert sorted(r.status_code for r in results) == [200, 401]
+    assert len((await api.get("/api/v1/nodes")).json()) == 1
+
+
 async def test_expired_token_is_refused(api: httpx.AsyncClient, runtime: Runtime) -> None:
     token = await issue_enrollment_token(runtime.db, site="lab", ttl=3600)
     async with runtime.db.session() as s:
@@ -117,6 +127,13 @@ async def test_certificate_enrollment_and_self_service(api: httpx.AsyncClient) -
         assert mine.status_code == 200 and mine.json()["id"] == node["id"]
         changed = await me.put("/api/v1/nodes/self/facts", json={"facts": {"disks": 1}})
         assert changed.status_code == 200 and changed.json()["facts"] == {"disks": 1}
+
+
+async def test_oversized_facts_are_refused(api: httpx.AsyncClient) -> None:
+    token = await _token(api, mac=MAC_A)
+    resp = await _enroll(api, token, MAC_A, facts={"blob": "x" * 300_000})
+    assert resp.status_code == 422 and "at most 262144" in resp.json()["detail"]
+    assert (await _enroll(api, token, MAC_A)).status_code == 200  # the token was not spent
 
 
 async def test_ed25519_node_key(api: httpx.AsyncClient) -> None:
@@ -240,3 +257,19 @@ async def test_retired_node_may_not_enroll_and_its_certificate_stops(
     async with anonymous(api, agent.auth()) as me:
         assert (await me.get("/api/v1/nodes/self")).status_code == 401
     assert (await _enroll(api, await _token(api, mac=MAC_A), MAC_A)).status_code == 401
+
+
+async def test_expired_tokens_are_purged(runtime: Runtime) -> None:
+    from roost.pki.tokens import purge
+
+    old = await issue_enrollment_token(runtime.db, mac=MAC_A, ttl=60)
+    await issue_enrollment_token(runtime.db, mac=MAC_B, ttl=60)
+    async with runtime.db.session() as s:
+        await s.execute(
+            update(EnrollmentTokenRow)
+            .where(EnrollmentTokenRow.id == old.split("_")[1])
+            .values(expires_at=datetime.now(UTC) - timedelta(days=2))
+        )
+    async with runtime.db.session() as s:
+        assert await purge(s, datetime.now(UTC)) == 1
+        assert await purge(s, datetime.now(UTC)) == 0

@@ -78,3 +78,30 @@ async def test_start_creates_the_ca_and_the_secrets_key(
     for path in (data / "pki" / "ca.key", data / "secret.key"):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
     assert (data / "pki" / "ca.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+
+
+async def test_node_brief_for_the_boot_renderer(runtime: Runtime, api: httpx.AsyncClient) -> None:
+    from roost.inventory.lookup import node_brief
+
+    made = await api.post(
+        "/api/v1/nodes",
+        json={
+            "mac": "52:54:00:aa:00:10",
+            "hostname": "n10",
+            "tags": ["gpu"],
+            "architecture": "arm64",
+            "interfaces": [{"mac": "52:54:00:aa:00:11"}],
+        },
+    )
+    assert made.status_code == 201, made.text
+    brief = await node_brief(runtime.db, "52-54-00-AA-00-11")
+    assert brief is not None
+    assert (brief.id, brief.mac, brief.hostname, brief.tags, brief.architecture) == (
+        made.json()["id"],
+        "52:54:00:aa:00:10",
+        "n10",
+        ("gpu",),
+        "arm64",
+    )
+    assert await node_brief(runtime.db, "52:54:00:aa:00:99") is None
+    assert await node_brief(runtime.db, "garbage") is None

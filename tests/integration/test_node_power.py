@@ -142,3 +142,29 @@ async def test_missing_driver_is_a_precise_422(api: httpx.AsyncClient) -> None:
     )
     assert resp.status_code == 422
     assert "not installed" in resp.json()["detail"]
+
+
+async def test_with_the_power_library_fake_driver(
+    api: httpx.AsyncClient, runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("roost.power", reason="roost.power (the driver library) is not installed")
+    from roost.power.drivers import fake  # type: ignore[import-not-found,unused-ignore]
+
+    caplog.set_level(logging.DEBUG)
+    fake.reset()
+    settings = {"machine": "rnd-n1", "password": SECRET, "fail_times": "1"}
+    made = await api.post(
+        "/api/v1/nodes", json={"mac": MAC, "power_driver": "fake", "power_settings": settings}
+    )
+    assert made.status_code == 201, made.text
+    shown = made.json()["power"]["settings"]
+    assert shown["password"] == "***" and shown["fail_times"] == 1  # CLI text became an int
+    on = await api.post(f"/api/v1/nodes/{MAC}/power", json={"action": "on"})
+    assert on.status_code == 200 and on.json()["state"] == "on", on.text
+    boot = await api.post(f"/api/v1/nodes/{MAC}/boot-device", json={"device": "pxe"})
+    assert boot.status_code == 200, boot.text
+    assert str(fake.MACHINES["rnd-n1"].boot_device.value) == "pxe"
+    events = await runtime.bus.history(EventFilter(types=("power.state.changed",)))
+    assert events[-1].data["to"] == "on"
+    assert SECRET not in await _everything_visible(api)
+    assert SECRET not in caplog.text

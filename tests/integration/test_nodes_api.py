@@ -56,6 +56,8 @@ async def test_bad_input_gets_precise_problems(api: httpx.AsyncClient) -> None:
     assert dup.status_code == 409 and "already belongs to node" in dup.json()["detail"]
     dup_host = await api.post("/api/v1/nodes", json={"mac": MAC_B, "hostname": "ALPHA"})
     assert dup_host.status_code == 409
+    reserved = await api.post("/api/v1/nodes", json={"mac": MAC_B, "hostname": "self"})
+    assert reserved.status_code == 422 and "reserved" in reserved.json()["detail"]
     bad_tag = await api.post(f"/api/v1/nodes/{MAC_A}/tags", json={"tags": ["no spaces"]})
     assert bad_tag.status_code == 422 and "not a valid name" in bad_tag.json()["detail"]
     missing = await api.get("/api/v1/nodes/nosuchhost")

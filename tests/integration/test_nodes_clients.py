@@ -182,6 +182,10 @@ async def test_cli_inventory_end_to_end(live_url: str, admin_token: str, tmp_pat
     assert ",ready," in exported and "gpu;rack1" in exported
     table = await roost("node", "list")
     assert "n1" in table and "52:54:00:00:04:03" in table
+    await roost("node", "add", "52:54:00:ab:cd:01", "--hostname", "emoji")
+    shown_text = await roost("node", "show", "emoji")
+    # Rich would turn ":ab:" into an emoji; the MAC must print as it is.
+    assert "52:54:00:ab:cd:01" in await roost("node", "list") and "52:54:00:ab:cd:01" in shown_text
     token_out = json.loads(
         await roost("enroll", "token", "create", "--node", "n1", "--ttl", "5m", "--json")
     )

@@ -9,7 +9,6 @@ design (nodes fetch them before they hold any credential) and contain no secret.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
@@ -17,6 +16,7 @@ from pydantic import BaseModel, Field
 from roost.api.deps import Operator, RuntimeDep
 from roost.api.nodeauth import NodeDep
 from roost.db.models import utcnow
+from roost.inventory.views import Facts
 from roost.pki import enroll, revocation, tokens
 from roost.pki.tokens import TokenRefused
 
@@ -30,7 +30,7 @@ class EnrollIn(BaseModel):
     token: str = Field(min_length=1, max_length=200, description="the one-time enrollment token")
     mac: str = Field(description="MAC of the interface the node booted from")
     ip: str | None = None
-    facts: dict[str, Any] = Field(default_factory=dict, description="hardware facts")
+    facts: Facts = Field(default_factory=dict, description="hardware facts (≤ 256 KiB JSON)")
     csr: str | None = Field(
         default=None, max_length=16_384, description="PEM PKCS #10 CSR (EC P-256/P-384, Ed25519)"
     )

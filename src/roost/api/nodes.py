@@ -17,7 +17,7 @@ from roost.inventory import catalog, nodes, powerops, transfer
 from roost.inventory.catalog import SiteIn, SiteOut, TagOut
 from roost.inventory.nodes import NodePatch, NodeSpec
 from roost.inventory.power import BootDevice, PowerAction
-from roost.inventory.views import HistoryOut, NodeOut
+from roost.inventory.views import Facts, HistoryOut, NodeOut
 from roost.pki import enroll
 
 router = APIRouter(prefix="/nodes", tags=["nodes"])
@@ -46,7 +46,7 @@ class BootDeviceIn(BaseModel):
 
 
 class FactsIn(BaseModel):
-    facts: dict[str, Any]
+    facts: Facts
 
 
 @router.get("", response_model=list[NodeOut])

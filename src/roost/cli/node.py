@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.text import Text
 
 from roost.cli.common import JSONOption, client, console, output, print_json
 from roost.client import ClientError
@@ -21,6 +22,10 @@ COLUMNS = ["id", "hostname", "mac", "ip", "site", "state", "tags", "power"]
 NodeArg = typer.Argument(..., help="node id, MAC address or hostname")
 SiteOpt = typer.Option(None, "--site", help="only this site")
 TagOpt = typer.Option([], "--tag", help="only nodes with this tag (repeatable: all of them)")
+
+
+SHOWN = ("id", "hostname", "mac", "ip", "site", "state", "state_reason", "tags",
+         "architecture", "vendor", "boot_profile", "last_seen")  # fmt: skip
 
 
 def _row(n: dict[str, Any]) -> dict[str, Any]:
@@ -65,24 +70,13 @@ def show(ctx: typer.Context, node: str = NodeArg, as_json: bool = JSONOption) ->
     if as_json:
         print_json(data)
         return
-    for key in (
-        "id",
-        "hostname",
-        "mac",
-        "ip",
-        "site",
-        "state",
-        "state_reason",
-        "tags",
-        "architecture",
-        "vendor",
-        "boot_profile",
-        "last_seen",
-    ):
-        console.print(f"[bold]{key}[/]: {data[key] if data[key] is not None else ''}")
-    console.print(f"[bold]power[/]: {json.dumps(data['power'])}")
-    console.print(f"[bold]certificate[/]: {json.dumps(data['certificate'], default=str)}")
-    console.print(f"[bold]facts[/]: {json.dumps(data['facts'])}")
+    lines = [(k, data[k]) for k in SHOWN] + [
+        ("power", json.dumps(data["power"])),
+        ("certificate", json.dumps(data["certificate"], default=str)),
+        ("facts", json.dumps(data["facts"])),
+    ]
+    for key, value in lines:
+        console.print(Text.assemble((key, "bold"), ": ", "" if value is None else str(value)))
     output(data["history"], ["time", "from", "to", "reason"], False)
 
 
@@ -168,13 +162,17 @@ def rm(
     ctx: typer.Context,
     node: str = NodeArg,
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask"),
+    as_json: bool = JSONOption,
 ) -> None:
     """Delete a node (its certificates are revoked)."""
     if not yes:
         typer.confirm(f"delete node {node} and revoke its certificates?", abort=True)
     with client(ctx) as c:
         c.delete(f"/nodes/{node}")
-    console.print(f"node {node} deleted")
+    if as_json:
+        print_json({"deleted": node})
+    else:
+        console.print(f"node {node} deleted")
 
 
 @app.command("tag")

@@ -7,6 +7,7 @@ announces something that is not stored.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -85,9 +86,14 @@ async def view(s: AsyncSession, node: NodeRow) -> NodeOut:
 
 
 async def publish(runtime: Runtime, changes: Sequence[StateChange | None]) -> None:
-    for c in changes:
-        if c is not None:
-            await runtime.bus.publish(store.STATE_CHANGED, c.mac, c.event(), site=c.site)
+    """Publish state changes together, so the bus stores them in one group commit."""
+    await asyncio.gather(
+        *(
+            runtime.bus.publish(store.STATE_CHANGED, c.mac, c.event(), site=c.site)
+            for c in changes
+            if c is not None
+        )
+    )
 
 
 async def _add(

@@ -73,6 +73,26 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _coerce(cls: Any, key: str, value: Any) -> Any:
+    """Text from the CLI (``--power-setting port=623``) or CSV becomes the declared type; what
+    does not convert is left for the driver's validation to refuse by name."""
+    spec = next((s for s in getattr(cls, "SETTINGS", ()) if s.name == key), None)
+    if spec is None or not isinstance(value, str) or spec.type is str:
+        return value
+    if spec.type is bool:
+        word = value.strip().lower()
+        return True if word in _TRUE else False if word in _FALSE else value
+    if spec.type in (int, float):
+        try:
+            return spec.type(value)
+        except ValueError:
+            return value
+    return value
+
+
 @dataclass(frozen=True)
 class SealedPower:
     driver: str
@@ -99,6 +119,7 @@ def prepare(box: SecretBox, node: NodeRow | None, driver: str, raw: dict[str, An
                     del merged[key]
     else:
         merged = {k: v for k, v in raw.items() if not (v == REDACTED and k in secrets)}
+    merged = {k: _coerce(cls, k, v) for k, v in merged.items()}
     validated = {k: _jsonable(v) for k, v in _library().validate_settings(cls, merged).items()}
     plain = {k: v for k, v in validated.items() if k not in secrets}
     hidden = {k: v for k, v in validated.items() if k in secrets}
@@ -146,13 +167,15 @@ def instance(box: SecretBox, node: NodeRow) -> Any:
 async def act(driver: Any, action: PowerAction) -> str:
     """Run one action through the driver (it retries and verifies) and return the power state."""
     try:
+        state: Any = None
         if action is PowerAction.on:
-            await driver.power_on()
+            state = await driver.power_on()
         elif action is PowerAction.off:
-            await driver.power_off()
+            state = await driver.power_off()
         elif action is PowerAction.cycle:
-            await driver.power_cycle()
-        state = await driver.power_status()
+            state = await driver.power_cycle()
+        if state is None:  # the library's actions return the verified state; be lenient
+            state = await driver.power_status()
     except RoostError:
         raise
     except Exception as exc:

@@ -17,10 +17,12 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from roost.db.models import utcnow
 from roost.errors import Invalid
 from roost.events import Event, EventFilter, SubscriberTooSlow
 from roost.inventory import store
 from roost.inventory.nodes import publish
+from roost.pki import tokens
 from roost.pki.enroll import authority
 from roost.secrets import secret_box
 from roost.service import Health, Runtime, Service
@@ -76,22 +78,26 @@ class InventoryService:
         self.handled = 0
         self.failed = 0
         self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
 
     async def start(self) -> None:
         settings = self.runtime.settings
         await asyncio.to_thread(authority, settings)
         secret_box(settings.data_dir)
+        self._tasks.append(asyncio.create_task(self._purge(), name="inventory-purge"))
         if settings.nodes.auto_discover:
             self._task = asyncio.create_task(self._follow(), name="inventory-follow")
             await self._ready.wait()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        tasks = [*self._tasks, *([self._task] if self._task else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._task, self._tasks = None, []
 
     def health(self) -> Health:
         if self.runtime.settings.nodes.auto_discover and (self._task is None or self._task.done()):
@@ -109,6 +115,19 @@ class InventoryService:
                     return
                 except SubscriberTooSlow:
                     log.warning("inventory fell behind the event stream; following again")
+
+    async def _purge(self) -> None:
+        """Hourly: drop enrollment tokens that expired more than a day ago (the boot renderer
+        issues one per rendered document, so they would otherwise pile up)."""
+        while True:
+            try:
+                async with self.runtime.db.session() as s:
+                    gone = await tokens.purge(s, utcnow())
+                if gone:
+                    log.info("purged %d expired enrollment tokens", gone)
+            except Exception:
+                log.exception("purging enrollment tokens failed")
+            await asyncio.sleep(3600)
 
     async def _handle(self, ev: Event) -> None:
         if not isinstance(ev.data.get("mac"), str):

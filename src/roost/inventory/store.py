@@ -47,9 +47,15 @@ def check_name(kind: str, value: str) -> str:
     return value
 
 
+RESERVED_HOSTNAMES = frozenset({"self", "import", "export"})
+"""Names that are API paths under ``/nodes/``, so a node could not be addressed by them."""
+
+
 def check_hostname(value: str) -> str:
     if len(value) > 253 or not _HOSTNAME.fullmatch(value):
         raise Invalid(f"hostname {value!r} is not a valid DNS name (RFC 1123 §2.1)")
+    if value.lower() in RESERVED_HOSTNAMES:
+        raise Invalid(f"hostname {value!r} is reserved; choose another")
     return value.lower()
 
 

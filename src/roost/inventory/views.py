@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from roost.inventory import power
 from roost.inventory.models import HistoryRow, NodeRow
+
+MAX_FACTS_BYTES = 256 * 1024
+"""Largest facts document a node may report (JSON), so a node cannot bloat the database."""
+
+
+def check_facts(facts: dict[str, Any]) -> dict[str, Any]:
+    size = len(json.dumps(facts, separators=(",", ":")))
+    if size > MAX_FACTS_BYTES:
+        raise ValueError(f"facts are {size} bytes of JSON; at most {MAX_FACTS_BYTES} are kept")
+    return facts
+
+
+Facts = Annotated[dict[str, Any], AfterValidator(check_facts)]
 
 
 class InterfaceOut(BaseModel):

@@ -10,6 +10,7 @@ after the commit are events published. A refused token rolls everything back, is
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -134,13 +135,15 @@ async def enroll(
         log.warning("enrollment from %s refused: %s", mac, exc)
         await runtime.bus.publish("enroll.refused", mac, {"mac": mac, "ip": ip, "reason": str(exc)})
         raise
-    await publish(runtime, changes)
     serial = ca_mod.serial_hex(cert.serial_number) if cert is not None else None
-    await runtime.bus.publish(
-        "node.enrolled",
-        mac,
-        {"node": out.id, "mac": mac, "ip": ip, "token": red.id, "certificate": serial},
-        site=out.site,
+    await asyncio.gather(
+        publish(runtime, changes),
+        runtime.bus.publish(
+            "node.enrolled",
+            mac,
+            {"node": out.id, "mac": mac, "ip": ip, "token": red.id, "certificate": serial},
+            site=out.site,
+        ),
     )
     pem = cert.public_bytes(Encoding.PEM).decode() if cert is not None else None
     return Enrolled(out, pem, authority(runtime.settings).cert_pem.decode())

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from roost.db.models import Base, utcnow
+from roost.db.models import Base, BigID, utcnow
 from roost.inventory import models as _inventory  # noqa: F401 - defines the nodes table
 
 
@@ -29,7 +29,7 @@ class EnrollmentTokenRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
     used_at: Mapped[datetime | None] = mapped_column(nullable=True)
-    used_by: Mapped[int | None] = mapped_column(nullable=True)
+    used_by: Mapped[int | None] = mapped_column(BigID, nullable=True)
 
 
 class CertificateRow(Base):

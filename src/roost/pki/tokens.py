@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from roost.db import Database
@@ -163,6 +163,14 @@ async def mark_used_by(s: AsyncSession, token_id: str, node_id: int) -> None:
         .values(used_by=node_id)
         .execution_options(synchronize_session=False)
     )
+
+
+async def purge(s: AsyncSession, now: datetime, keep: timedelta = timedelta(days=1)) -> int:
+    """Forget tokens that expired more than ``keep`` ago (used or not); return how many."""
+    res = await s.execute(
+        delete(EnrollmentTokenRow).where(EnrollmentTokenRow.expires_at < now - keep)
+    )
+    return int(cast(CursorResult[Any], res).rowcount or 0)
 
 
 async def list_tokens(s: AsyncSession) -> list[EnrollmentTokenRow]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 from roost.errors import Invalid
-from roost.power.base import BootDevice, PowerDriver, PowerState, RetryPolicy
+from roost.power.base import BootDevice, PowerAction, PowerDriver, PowerState, RetryPolicy
 from roost.power.errors import FatalError, PowerError, RetryableError, UnsupportedError
 from roost.power.spec import (
     CLIFlag,
@@ -27,6 +27,7 @@ __all__ = [
     "BootDevice",
     "CLIFlag",
     "FatalError",
+    "PowerAction",
     "PowerDriver",
     "PowerError",
     "PowerState",

@@ -49,6 +49,15 @@ class BootDevice(StrEnum):
     DISK = "disk"
 
 
+class PowerAction(StrEnum):
+    """The verbs of ``roost node power NODE on|off|cycle|status``."""
+
+    ON = "on"
+    OFF = "off"
+    CYCLE = "cycle"
+    STATUS = "status"
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How hard the base class tries; time is injectable so tests never wait on a clock."""
@@ -129,6 +138,16 @@ class PowerDriver(ABC):
     async def set_boot_device(self, device: BootDevice) -> None:
         device = BootDevice(device)
         await self._retrying(f"set boot device {device}", lambda: self._set_boot_device(device))
+
+    async def perform(self, action: PowerAction | str) -> PowerState:
+        """Run one of the CLI/API verbs by name; returns the (verified) state."""
+        verbs = {
+            PowerAction.ON: self.power_on,
+            PowerAction.OFF: self.power_off,
+            PowerAction.CYCLE: self.power_cycle,
+            PowerAction.STATUS: self.power_status,
+        }
+        return await verbs[PowerAction(action)]()
 
     # -- the loop ------------------------------------------------------------------------
 

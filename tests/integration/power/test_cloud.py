@@ -237,6 +237,8 @@ def ec2() -> Iterator[ReplayServer]:
     }
 
     def api(req: Request) -> tuple[int, str]:
+        if f"Credential={EC2_KEY}/" not in req.headers.get("authorization", ""):
+            return 401, "error_auth_failure.xml"
         action = req.query["Action"]
         if action == "DescribeInstances":
             return 200, f"describe_instances_{state['name']}.xml"
@@ -252,9 +254,9 @@ def ec2() -> Iterator[ReplayServer]:
     assert not server.unmatched, server.unmatched
 
 
-def ec2_driver(server: ReplayServer) -> LibcloudDriver:
+def ec2_driver(server: ReplayServer, key: str = EC2_KEY) -> LibcloudDriver:
     return cloud(
-        server, provider="ec2", key=EC2_KEY, secret=EC2_SECRET, region="eu-west-1", node_id=INSTANCE
+        server, provider="ec2", key=key, secret=EC2_SECRET, region="eu-west-1", node_id=INSTANCE
     )
 
 
@@ -406,3 +408,15 @@ def _jwt_claims(assertion: str) -> dict[str, Any]:
         base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
     )
     return claims
+
+
+async def test_gce_unusable_key_is_fatal(gce: ReplayServer) -> None:
+    with pytest.raises(FatalError, match=r"credentials refused.*PEM"):
+        await gce_driver(gce, "not a key").power_status()
+    assert gce.requests == []
+
+
+async def test_ec2_unknown_access_key_is_fatal(ec2: ReplayServer) -> None:
+    with pytest.raises(FatalError, match=r"credentials refused.*AuthFailure"):
+        await ec2_driver(ec2, key="AKIDUNKNOWN").power_on()
+    assert len(ec2.requests) == 1

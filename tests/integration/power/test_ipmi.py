@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 
 from roost.power import BootDevice, FatalError, PowerState, RetryableError, RetryPolicy
+from roost.power.drivers import ipmi
 from roost.power.drivers.ipmi import IPMIDriver
 
-from .conftest import IPMISim
+from .conftest import IPMISim, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -84,13 +86,11 @@ async def test_wrong_password_is_fatal_and_not_retried(ipmi_sim: IPMISim) -> Non
 async def test_concurrent_calls_share_one_session(ipmi_sim: IPMISim) -> None:
     states = await asyncio.gather(*(driver(ipmi_sim).power_status() for _ in range(5)))
     assert len(set(states)) == 1 and states[0] in (PowerState.ON, PowerState.OFF)
+    sessions = [key for key in ipmi._sessions if key[:2] == ("127.0.0.1", ipmi_sim.port)]
+    assert len(sessions) == 1
 
 
-async def test_unreachable_bmc_is_retryable(ipmi_sim: IPMISim) -> None:
-    import socket
-
-    from .conftest import free_port
-
+async def test_unreachable_bmc_is_retryable() -> None:
     d = IPMIDriver(
         {
             "host": "127.0.0.1",

@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from roost.power import BootDevice, FatalError, PowerState, RetryableError, RetryPolicy
+from roost.power import (
+    BootDevice,
+    FatalError,
+    PowerAction,
+    PowerState,
+    RetryableError,
+    RetryPolicy,
+)
 from roost.power.drivers import fake
 from roost.power.drivers.fake import FakeDriver
 
@@ -138,3 +145,22 @@ def test_repr_hides_secrets() -> None:
     d = FakeDriver({"password": "hunter2"})
     assert "hunter2" not in repr(d)
     assert "'password': '***'" in repr(d)
+
+
+async def test_perform_runs_the_verb_by_name(t: FakeTime) -> None:
+    d = make(t)
+    assert await d.perform("on") == PowerState.ON
+    assert await d.perform(PowerAction.STATUS) == PowerState.ON
+    assert await d.perform("cycle") == PowerState.ON
+    assert await d.perform("off") == PowerState.OFF
+    assert fake.MACHINES["m1"].calls == [
+        "on",
+        "status",
+        "status",
+        "cycle",
+        "status",
+        "off",
+        "status",
+    ]
+    with pytest.raises(ValueError, match="'reboot' is not a valid PowerAction"):
+        await d.perform("reboot")

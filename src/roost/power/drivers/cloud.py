@@ -177,6 +177,7 @@ class LibcloudDriver(PowerDriver):
 
     def _call_sync(self, fn: Callable[[Any], T]) -> T:
         from libcloud.common.exceptions import BaseHTTPError
+        from libcloud.common.google import GoogleAuthError
         from libcloud.common.types import InvalidCredsError, LibcloudError
 
         where = f"{self.settings['provider']} API"
@@ -185,7 +186,7 @@ class LibcloudDriver(PowerDriver):
                 if self._driver is None:
                     self._driver = self._connect_checked()
                 return fn(self._driver)
-            except InvalidCredsError as exc:
+            except (InvalidCredsError, GoogleAuthError) as exc:
                 raise FatalError(f"{where}: credentials refused: {exc}") from exc
             except (BaseHTTPError, LibcloudError) as exc:
                 code = getattr(exc, "code", None) or getattr(exc, "http_code", None) or 0
