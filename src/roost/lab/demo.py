@@ -157,7 +157,10 @@ class Demo:
         self.url = f"http://127.0.0.1:{port}"
         token = self._wait_ready(log)
         write_client_file(self.data_dir, self.url)
-        self.say(f"Roost API: {self.url}/api/v1 (token in {self.data_dir / 'admin-token'})")
+        self.say(
+            f"Roost API: {self.url}/api/v1 (token in {self.data_dir / 'admin-token'}); "
+            f"beside it: ROOST_DATA_DIR={self.data_dir} roost events --follow"
+        )
         return Client(Connection(self.url, token))
 
     def _start_relay(self) -> int:
