@@ -83,7 +83,7 @@ def demo(
     except KeyboardInterrupt:
         status = 0 if not once else 130
     except (DemoError, RoostError, ClientError) as exc:
-        err_console.print(f"demo: {exc}")
+        err_console.print(f"demo: {exc}", soft_wrap=True, highlight=False)
         status = 2
     finally:
         done = run.stop()
@@ -94,27 +94,33 @@ def demo(
 def _watch(run: Demo, board: Board, t0: float, once: bool, timeout: float) -> int:
     footer = ""
     with Live(render(board, 0.0), console=console, refresh_per_second=4) as live:
-        while True:
-            elapsed = time.monotonic() - t0
-            try:
-                ev = run.events.get(timeout=0.25)
-            except queue.Empty:
-                ev = {}
-            if ev is None:
-                footer = "the Roost server stopped"
+        try:
+            while True:
+                elapsed = time.monotonic() - t0
+                try:
+                    ev = run.events.get(timeout=0.25)
+                except queue.Empty:
+                    ev = {}
+                if ev is None:
+                    footer = "the Roost server stopped"
+                    break
+                if ev:
+                    board.apply(ev, time.monotonic() - t0)
+                if board.all_done and not footer:
+                    footer = f"every guest called back · API {run.url}/api/v1 · " + (
+                        "done" if once else "Ctrl-C ends the demo"
+                    )
                 live.update(render(board, elapsed, footer))
-                break
-            if ev:
-                board.apply(ev, time.monotonic() - t0)
-            if board.all_done and not footer:
-                footer = f"every guest called back · API {run.url}/api/v1 · " + (
-                    "done" if once else "Ctrl-C ends the demo"
-                )
-            live.update(render(board, elapsed, footer))
-            if once and (board.all_done or elapsed > timeout):
-                break
-    if board.all_done:
+                if once and (board.all_done or elapsed > timeout):
+                    break
+        except KeyboardInterrupt:
+            footer = "stopped (Ctrl-C)"
+            if once:
+                raise
+        finally:
+            live.update(render(board, time.monotonic() - t0, footer))
+    if board.all_done or (not once and footer == "stopped (Ctrl-C)"):
         return 0
     for line in board.failures():
-        err_console.print(f"demo: {line}")
+        err_console.print(f"demo: {line}", soft_wrap=True, highlight=False)
     return 1
