@@ -32,6 +32,7 @@ def needs_qemu() -> None:
 
 @pytest.fixture
 def commissioning() -> image.CommissioningImage:
+    needs_qemu()
     try:
         return image.locate()
     except NotFound as exc:
