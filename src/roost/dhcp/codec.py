@@ -167,12 +167,19 @@ def _instances(options: dict[int, bytes]) -> list[bytes]:
 
 
 def _fill(instances: list[bytes], room: int) -> tuple[bytes, list[bytes]]:
-    """Take whole instances while they fit in ``room`` bytes; return them and the rest."""
+    """Take instances while they fit in ``room`` bytes, splitting the one that does not
+    (RFC 3396 §7: a value may be cut into consecutive instances); return them and the rest."""
     used, taken = 0, 0
     while taken < len(instances) and used + len(instances[taken]) <= room:
         used += len(instances[taken])
         taken += 1
-    return b"".join(instances[:taken]), instances[taken:]
+    head, rest = instances[:taken], instances[taken:]
+    left = room - used
+    if rest and left >= 3 and len(rest[0]) > 6:
+        first = rest[0]
+        head.append(bytes((first[0], left - 2)) + first[2:left])
+        rest[0] = bytes((first[0], len(first) - left)) + first[left:]
+    return b"".join(head), rest
 
 
 def encode(p: Packet, max_size: int | None = None) -> bytes:
