@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from roost.cli import config, demo, events, serve, token
+from roost.cli import config, demo, dhcp, events, serve, token
 from roost.cli.common import State
 from roost.client import ClientError
 from roost.errors import RoostError
@@ -32,6 +32,7 @@ def _root(
 app.command("serve")(serve.serve)
 app.add_typer(config.app, name="config")
 app.add_typer(token.app, name="token")
+app.add_typer(dhcp.app, name="dhcp")
 app.command("events")(events.events)
 app.command("demo")(demo.demo)
 

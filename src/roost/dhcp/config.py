@@ -77,7 +77,7 @@ class SubnetSpec(Model):
     routes: list[tuple[IPv4Network, IPv4Address]] = Field(
         default_factory=list, description="classless static routes (option 121)"
     )
-    lease_time: int = Field(default=3600, ge=60, le=365 * 86400)
+    lease_time: int = Field(default=3600, ge=10, le=365 * 86400)
     interface: str | None = Field(
         default=None, description="serve this subnet to clients on this interface (no relay)"
     )
