@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
 
@@ -90,7 +91,7 @@ async def put_reservation(
             raise Invalid(f"body names {body.mac} but the URL names {mac}; make them match")
     except ValueError as exc:
         raise Invalid(str(exc)) from None
-    spec = await store.put_reservation(runtime.db, body)
+    spec = await store.put_reservation(runtime.db, body, await _leases(runtime), time.time())
     await _applied(runtime, "reservation", spec.mac)
     return spec
 
@@ -103,6 +104,14 @@ async def delete_reservation(mac: str, runtime: RuntimeDep, _: Operator) -> None
         raise Invalid(str(exc)) from None
     await store.delete_reservation(runtime.db, mac)
     await _applied(runtime, "reservation", mac)
+
+
+async def _leases(runtime: Runtime) -> list[Lease]:
+    """The running server's leases, or the stored ones when it does not run in this process."""
+    svc = runtime.service("dhcp")
+    if isinstance(svc, DHCPService):
+        return svc.snapshot()
+    return await store.LeaseStore(runtime.db).load()
 
 
 def _ts(t: float) -> datetime:
@@ -118,12 +127,7 @@ async def list_leases(
 ) -> list[LeaseOut]:
     """Leases as the running server holds them (stored leases when it is not running here)."""
     names = {sid: spec.name for sid, spec in await store.list_subnets(runtime.db)}
-    svc = runtime.service("dhcp")
-    leases: list[Lease]
-    if isinstance(svc, DHCPService):
-        leases = svc.snapshot()
-    else:
-        leases = await store.load_leases(runtime.db)
+    leases = await _leases(runtime)
     out = []
     try:
         want_mac = normalise_mac(mac) if mac else None

@@ -13,12 +13,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from roost.errors import Invalid
-
-MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
 def normalise_mac(value: str) -> str:
@@ -147,8 +146,14 @@ def check_subnet(spec: SubnetSpec, others: Iterable[SubnetSpec]) -> None:
 
 
 def check_reservation(
-    spec: ReservationSpec, subnets: Iterable[SubnetSpec], others: Iterable[ReservationSpec]
+    spec: ReservationSpec,
+    subnets: Iterable[SubnetSpec],
+    others: Iterable[ReservationSpec],
+    leases: Iterable[Any] = (),
+    now: float = 0.0,
 ) -> None:
+    """Raise Invalid when the reservation is off every subnet, taken by another reservation,
+    or inside another client's current lease (``leases``: :class:`~roost.dhcp.leases.Lease`)."""
     nets = [s for s in subnets if spec.ip in s.cidr]
     if not nets:
         raise Invalid(f"{spec.ip} is in no subnet; add the subnet first or pick an address in one")
@@ -160,6 +165,18 @@ def check_reservation(
     for other in others:
         if other.mac != spec.mac and other.ip == spec.ip:
             raise Invalid(f"{spec.ip} is already reserved for {other.mac}; pick another address")
+    ip = int(spec.ip)
+    for lease in leases:
+        if (
+            lease.ip == ip
+            and lease.state == "bound"
+            and lease.expires > now
+            and lease.mac != spec.mac
+        ):
+            raise Invalid(
+                f"{spec.ip} is leased to {lease.mac} for {int(lease.expires - now)} s more; "
+                "pick another address, or reserve it after that lease ends"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,7 +61,7 @@ def classify(p: Packet) -> BootClient | None:
 
 @dataclass
 class BootReply:
-    siaddr: IPv4Address
+    siaddr: int
     file: str
     options: dict[int, bytes] = field(default_factory=dict)
 
@@ -121,4 +121,4 @@ def decide(
         opts[Opt.VENDOR_SPECIFIC] = PXE_VENDOR_OPTIONS
         opts[Opt.TFTP_SERVER] = str(server).encode()
         opts[Opt.BOOTFILE] = file.encode()
-    return BootReply(siaddr=server, file=file, options=opts)
+    return BootReply(siaddr=int(server), file=file, options=opts)

@@ -23,7 +23,15 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from roost.dhcp import pxe
-from roost.dhcp.codec import BOOTREPLY, BROADCAST_FLAG, DEFAULT_MAX_SIZE, MIN_SIZE, Packet, encode
+from roost.dhcp.codec import (
+    BOOTREPLY,
+    BROADCAST_FLAG,
+    DEFAULT_MAX_SIZE,
+    MIN_SIZE,
+    Packet,
+    encode,
+    ip_str,
+)
 from roost.dhcp.config import Config, Subnet
 from roost.dhcp.leases import BOUND, DECLINED, EXPIRED, OFFERED, RELEASED, Lease, LeaseTable
 from roost.dhcp.options import RAI_LINK_SELECTION, MessageType, Opt, decode_tlv
@@ -102,7 +110,7 @@ class DHCPServer:
         receiving interface for direct ones (never another interface's subnet)."""
         link: int | None = None
         rai = p.options.get(Opt.RELAY_AGENT_INFO)
-        if rai and int(p.giaddr):
+        if rai and p.giaddr:
             for code, value in decode_tlv(rai):
                 if code == RAI_LINK_SELECTION and len(value) == 4:
                     link = int.from_bytes(value, "big")
@@ -110,8 +118,8 @@ class DHCPServer:
         if link is None and sel is not None and len(sel) == 4:
             link = int.from_bytes(sel, "big")
         subnets = self.config.subnets
-        if int(p.giaddr):
-            addr = link if link is not None else int(p.giaddr)
+        if p.giaddr:
+            addr = link if link is not None else p.giaddr
             return next((s for s in subnets if s.contains(addr)), None)
         local = int(inb.local_ip)
         mine = [
@@ -119,7 +127,7 @@ class DHCPServer:
             for s in subnets
             if s.spec.interface == inb.interface or (s.spec.interface is None and s.contains(local))
         ]
-        for hint in (link, int(p.ciaddr)):
+        for hint in (link, p.ciaddr):
             if hint:
                 for s in mine:
                     if s.contains(hint):
@@ -192,10 +200,10 @@ class DHCPServer:
                 if held is not None and held.state == OFFERED:  # the client chose another server
                     held.expires = now
                 return None
-            if req is None or len(req) != 4 or int(p.ciaddr):
+            if req is None or len(req) != 4 or p.ciaddr:
                 return self._nak(p, subnet, inb, "SELECTING needs option 50 and no ciaddr")
             return self._ack_or_nak(p, client, int.from_bytes(req, "big"), subnet, inb, now)
-        if req is not None and len(req) == 4 and not int(p.ciaddr):  # INIT-REBOOT
+        if req is not None and len(req) == 4 and not p.ciaddr:  # INIT-REBOOT
             ip = int.from_bytes(req, "big")
             if not subnet.contains(ip):
                 return self._nak(p, subnet, inb, "requested address is not on this network")
@@ -203,8 +211,8 @@ class DHCPServer:
             if lease is not None and lease.ip != ip and lease.holds(now) and lease.state == BOUND:
                 return self._nak(p, subnet, inb, "that is not your address")
             return self._ack_or_nak(p, client, ip, subnet, inb, now)
-        if int(p.ciaddr):  # RENEWING (unicast) or REBINDING (broadcast)
-            ip = int(p.ciaddr)
+        if p.ciaddr:  # RENEWING (unicast) or REBINDING (broadcast)
+            ip = p.ciaddr
             lease = self.leases.by_ip.get(ip)
             if (
                 lease is not None
@@ -268,7 +276,7 @@ class DHCPServer:
         self._lease_event("dhcp.lease.declined", p, ip, subnet)
 
     def _release(self, p: Packet, subnet: Subnet, inb: Inbound, now: float) -> None:
-        ip = int(p.ciaddr)
+        ip = p.ciaddr
         lease = self.leases.by_ip.get(ip)
         if lease is None or lease.client != client_key(p) or lease.state != BOUND:
             return
@@ -278,20 +286,20 @@ class DHCPServer:
         self._lease_event("dhcp.lease.released", p, ip, subnet)
 
     def _inform(self, p: Packet, subnet: Subnet, inb: Inbound) -> Reply | None:
-        if not int(p.ciaddr):
+        if not p.ciaddr:
             return None
         return self._reply(p, MessageType.ACK, subnet, inb, 0, lease=False)
 
     def _nak(self, p: Packet, subnet: Subnet, inb: Inbound, why: str) -> Reply:
-        r = self._base(p, 0, IPv4Address(0))
+        r = self._base(p, 0, 0)
         r.options[Opt.MESSAGE_TYPE] = b"\x06"
         r.options[Opt.SERVER_ID] = self._server_ip(subnet, inb).packed
         r.options[Opt.MESSAGE] = why.encode()
         if Opt.RELAY_AGENT_INFO in p.options:
             r.options[Opt.RELAY_AGENT_INFO] = p.options[Opt.RELAY_AGENT_INFO]
-        if int(p.giaddr):
+        if p.giaddr:
             r.flags |= BROADCAST_FLAG  # RFC 2131 §4.3.2: relay must broadcast the NAK
-            return Reply(_pad(encode(r)), (str(p.giaddr), 67), MessageType.NAK)
+            return Reply(_pad(encode(r)), (ip_str(p.giaddr), 67), MessageType.NAK)
         return Reply(_pad(encode(r)), (BROADCAST, 68), MessageType.NAK)
 
     def _proxy(self, p: Packet, mtype: int, inb: Inbound) -> Reply | None:
@@ -321,7 +329,7 @@ class DHCPServer:
         )
         if boot is None:
             return None
-        r = self._base(p, 0, server)
+        r = self._base(p, 0, int(server))
         r.options[Opt.MESSAGE_TYPE] = bytes(
             (MessageType.OFFER if inb.port == 67 else MessageType.ACK,)
         )
@@ -343,7 +351,7 @@ class DHCPServer:
         return res.boot if res is not None else None
 
     @staticmethod
-    def _base(p: Packet, yiaddr: int, siaddr: IPv4Address) -> Packet:
+    def _base(p: Packet, yiaddr: int, siaddr: int) -> Packet:
         return Packet(
             BOOTREPLY,
             p.htype,
@@ -353,7 +361,7 @@ class DHCPServer:
             0,
             p.flags,
             p.ciaddr,
-            IPv4Address(yiaddr),
+            yiaddr,
             siaddr,
             p.giaddr,
             p.chaddr,
@@ -373,9 +381,9 @@ class DHCPServer:
         lease: bool = True,
     ) -> Reply:
         server = self._server_ip(subnet, inb)
-        r = self._base(p, ip, server)
+        r = self._base(p, ip, int(server))
         if mtype == MessageType.OFFER:
-            r.ciaddr = IPv4Address(0)  # RFC 2131 Table 3: ciaddr is 0 in an OFFER
+            r.ciaddr = 0  # RFC 2131 Table 3: ciaddr is 0 in an OFFER
         opts = r.options
         opts[Opt.MESSAGE_TYPE] = bytes((mtype,))
         opts[Opt.SERVER_ID] = server.packed
@@ -440,7 +448,7 @@ class DHCPServer:
     ) -> None:
         data: dict[str, Any] = {
             "mac": p.mac,
-            "ip": str(IPv4Address(ip)),
+            "ip": ip_str(ip),
             "hostname": _hostname(p) or None,
             "subnet": subnet.spec.name,
         }
@@ -458,13 +466,13 @@ def _apply_boot(r: Packet, boot: pxe.BootReply, only_file: bool = False) -> None
 
 def _destination(p: Packet, r: Packet) -> tuple[tuple[str, int], tuple[str, bytes] | None]:
     """RFC 2131 §4.1: giaddr, else ciaddr, else broadcast flag, else unicast to yiaddr."""
-    if int(p.giaddr):
-        return (str(p.giaddr), 67), None
-    if int(p.ciaddr):
-        return (str(p.ciaddr), 68), None
-    if p.flags & BROADCAST_FLAG or not int(r.yiaddr):
+    if p.giaddr:
+        return (ip_str(p.giaddr), 67), None
+    if p.ciaddr:
+        return (ip_str(p.ciaddr), 68), None
+    if p.flags & BROADCAST_FLAG or not r.yiaddr:
         return (BROADCAST, 68), None
-    yi = str(r.yiaddr)
+    yi = ip_str(r.yiaddr)
     return (yi, 68), (yi, p.chaddr[: p.hlen])
 
 

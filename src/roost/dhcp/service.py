@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from roost.dhcp import metrics, store, transport
-from roost.dhcp.codec import decode
+from roost.dhcp.codec import decode, ip_str
 from roost.dhcp.errors import MalformedPacket
 from roost.dhcp.leases import HOLDING, Lease, LeaseTable
 from roost.dhcp.pxe import TagsFor, no_tags
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BATCH = 512  # datagrams handled per wake-up before yielding to the loop
+BATCH = 64  # datagrams handled per wake-up before the loop runs others (the committer)
 MALFORMED_EVERY = 10.0  # seconds between dhcp.packet.malformed events (rate limit)
 EXHAUSTED_EVERY = 60.0
 
@@ -60,6 +60,7 @@ class DHCPService:
         self._malformed = 0
         self._committed = 0
         self._tags_for: TagsFor = no_tags
+        self._store = store.LeaseStore(runtime.db)
         self._recv = {t: metrics.RECEIVED.labels(n) for t, n in metrics.TYPE_NAMES.items()}
         self._sent = {t: metrics.SENT.labels(n) for t, n in metrics.TYPE_NAMES.items()}
         self._latency = {t: metrics.REPLY_SECONDS.labels(n) for t, n in metrics.TYPE_NAMES.items()}
@@ -69,7 +70,8 @@ class DHCPService:
     async def start(self) -> None:
         config = await store.load_config(self.runtime.db)
         now = time.time()
-        for lease in await store.load_leases(self.runtime.db):
+        self._store.open()
+        for lease in await self._store.load():
             self.leases.load(lease)
         policy = Policy(
             offer_hold=self.settings.offer_hold,
@@ -123,6 +125,7 @@ class DHCPService:
         for lst in self._listeners:
             lst.sock.close()
         self._listeners.clear()
+        self._store.close()
 
     def health(self) -> Health:
         if not self._listeners:
@@ -257,7 +260,7 @@ class DHCPService:
         if batch:
             t0 = time.perf_counter()
             try:
-                await store.save_leases(self.runtime.db, batch)
+                await self._store.write(batch)
             except BaseException:
                 for lease in batch:  # keep them dirty for the next try; the clients retry
                     self.leases.dirty.setdefault(lease.ip, lease)
@@ -277,7 +280,7 @@ class DHCPService:
                 self.runtime.bus.emit(
                     "dhcp.lease.expired",
                     lease.mac,
-                    {"mac": lease.mac, "ip": _addr(lease.ip), "hostname": lease.hostname or None},
+                    {"mac": lease.mac, "ip": ip_str(lease.ip), "hostname": lease.hostname or None},
                 )
             if expired:
                 self._wake.set()
@@ -294,10 +297,6 @@ class DHCPService:
 
 def _with_src(inb: Inbound, src: Any) -> Inbound:
     return Inbound(inb.interface, inb.local_ip, inb.port, (src[0], src[1]))
-
-
-def _addr(ip: int) -> str:
-    return f"{ip >> 24}.{(ip >> 16) & 255}.{(ip >> 8) & 255}.{ip & 255}"
 
 
 def make(runtime: Runtime) -> DHCPService | None:

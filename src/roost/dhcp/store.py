@@ -8,15 +8,19 @@ other caller get the same messages.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from datetime import UTC, datetime
-from ipaddress import IPv4Address
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
 
 from roost.db import Database
+from roost.dhcp.codec import ip_str
 from roost.dhcp.config import (
     Config,
     ReservationSpec,
@@ -25,9 +29,9 @@ from roost.dhcp.config import (
     check_subnet,
     compile_config,
 )
-from roost.dhcp.leases import BOUND, Lease
+from roost.dhcp.leases import Lease
 from roost.dhcp.models import DHCPLeaseRow, DHCPReservationRow, DHCPSubnetRow
-from roost.errors import Conflict, Invalid, NotFound
+from roost.errors import Conflict, NotFound
 
 # -- configuration ----------------------------------------------------------------------------
 
@@ -78,25 +82,12 @@ async def delete_subnet(db: Database, name: str) -> None:
 
 
 async def put_reservation(
-    db: Database, spec: ReservationSpec, now: datetime | None = None
+    db: Database, spec: ReservationSpec, leases: list[Lease], now: float
 ) -> ReservationSpec:
+    """Store a reservation after checking it against subnets, reservations and ``leases``."""
     subnets = [s for _, s in await list_subnets(db)]
-    check_reservation(spec, subnets, await list_reservations(db))
-    now = now or datetime.now(UTC)
+    check_reservation(spec, subnets, await list_reservations(db), leases, now)
     async with db.session() as s:
-        lease = (
-            await s.execute(select(DHCPLeaseRow).where(DHCPLeaseRow.ip == int(spec.ip)))
-        ).scalar_one_or_none()
-        if (
-            lease is not None
-            and lease.state == BOUND
-            and lease.expires > now
-            and lease.mac != spec.mac
-        ):
-            raise Invalid(
-                f"{spec.ip} is leased to {lease.mac} until {lease.expires:%Y-%m-%d %H:%M:%S}Z; "
-                "pick another address or wait until that lease ends"
-            )
         row = await s.get(DHCPReservationRow, spec.mac)
         body = spec.model_dump(mode="json")
         if row is None:
@@ -123,7 +114,7 @@ def _ts(t: float) -> datetime:
 def _row(lease: Lease) -> dict[str, Any]:
     return {
         "ip": lease.ip,
-        "address": str(IPv4Address(lease.ip)),
+        "address": ip_str(lease.ip),
         "client": lease.client,
         "mac": lease.mac,
         "hostname": lease.hostname,
@@ -134,21 +125,117 @@ def _row(lease: Lease) -> dict[str, Any]:
     }
 
 
-async def save_leases(db: Database, leases: list[Lease]) -> None:
-    """Upsert a batch of leases in one transaction (the group commit)."""
-    if not leases:
-        return
+_SQLITE_SCHEMA = """CREATE TABLE IF NOT EXISTS dhcp_leases (
+    ip INTEGER PRIMARY KEY, address TEXT NOT NULL, client BLOB NOT NULL, mac TEXT NOT NULL,
+    hostname TEXT NOT NULL, subnet_id INTEGER NOT NULL, state TEXT NOT NULL,
+    starts REAL NOT NULL, expires REAL NOT NULL)"""
+_SQLITE_UPSERT = (
+    "INSERT OR REPLACE INTO dhcp_leases"
+    " (ip, address, client, mac, hostname, subnet_id, state, starts, expires)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SQLITE_SELECT = (
+    "SELECT ip, client, mac, hostname, subnet_id, state, starts, expires FROM dhcp_leases"
+)
+
+
+class LeaseStore:
+    """Durable leases, written in batches (the group commit before a batch's ACKs).
+
+    With PostgreSQL the leases live in the ``dhcp_leases`` table and a batch is one Core
+    executemany. With SQLite they live in their own file beside the database
+    (``<name>-dhcp-leases.db``): SQLite has one write lock per file, and sharing it with the
+    event writer made every lease commit wait out the other's transaction. The whole batch
+    (executemany + COMMIT with ``synchronous=FULL``) runs as one call in a worker thread, so
+    the packet loop waits for one hop, not one per statement.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.path: Path | None = None
+        if db.dialect == "sqlite":
+            name = make_url(db.url).database
+            if name and name != ":memory:":
+                p = Path(name)
+                self.path = p.with_name(f"{p.stem}-dhcp-leases.db")
+        self._conn: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        if self.path is None:
+            return
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000"):
+            conn.execute(f"PRAGMA {pragma}")
+        conn.execute(_SQLITE_SCHEMA)
+        self._conn = conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def load(self) -> list[Lease]:
+        if self.path is None:
+            return await _load_table(self.db)
+        if self._conn is None:
+            self.open()
+            try:
+                return self._load_sync()
+            finally:
+                self.close()
+        return self._load_sync()
+
+    def _load_sync(self) -> list[Lease]:
+        assert self._conn is not None
+        return [Lease(*row) for row in self._conn.execute(_SQLITE_SELECT)]
+
+    async def write(self, leases: list[Lease]) -> None:
+        if not leases:
+            return
+        if self._conn is None:
+            await _save_table(self.db, leases)
+            return
+        rows = [
+            (
+                x.ip,
+                ip_str(x.ip),
+                x.client,
+                x.mac,
+                x.hostname,
+                x.subnet_id,
+                x.state,
+                x.starts,
+                x.expires,
+            )
+            for x in leases
+        ]
+        await asyncio.get_running_loop().run_in_executor(None, self._write_sync, rows)
+
+    def _write_sync(self, rows: list[tuple[Any, ...]]) -> None:
+        assert self._conn is not None
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_SQLITE_UPSERT, rows)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+async def _save_table(db: Database, leases: list[Lease]) -> None:
     rows = [_row(lease) for lease in leases]
     ins = pg_insert(DHCPLeaseRow) if db.dialect == "postgresql" else sqlite_insert(DHCPLeaseRow)
     stmt = ins.on_conflict_do_update(
         index_elements=[DHCPLeaseRow.ip],
         set_={c: ins.excluded[c] for c in rows[0] if c != "ip"},
     )
-    async with db.session() as s:
-        await s.execute(stmt, rows)
+    # Core on one connection, not the ORM: no per-row unit-of-work bookkeeping.
+    async with db.engine.begin() as conn:
+        await conn.execute(stmt, rows)
 
 
-async def load_leases(db: Database) -> list[Lease]:
+async def _load_table(db: Database) -> list[Lease]:
     async with db.session() as s:
         rows = (await s.execute(select(DHCPLeaseRow))).scalars()
         return [
