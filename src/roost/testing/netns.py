@@ -69,6 +69,30 @@ class Lab:
                 run("ip", "-n", ns, "addr", "add", addr, "dev", ifname)
             run("ip", "-n", ns, "link", "set", ifname, "up")
 
+    def bridge(self, sw_ns: str, name: str) -> None:
+        """A bridge (no STP, no forwarding delay: ports forward at once) in ``sw_ns``."""
+        run(
+            "ip",
+            "-n",
+            sw_ns,
+            "link",
+            "add",
+            name,
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "forward_delay",
+            "0",
+        )
+        run("ip", "-n", sw_ns, "link", "set", name, "up")
+
+    def attach(self, sw_ns: str, bridge: str, ns: str, ifname: str, addr: str | None) -> None:
+        """A veth from ``ns`` (``ifname``, optional address) to a port of ``bridge``."""
+        port = f"{ifname}p"[-15:]
+        self.link(ns, ifname, addr, sw_ns, port, None)
+        run("ip", "-n", sw_ns, "link", "set", port, "master", bridge)
+
     def exec(
         self, ns: str, *argv: str, check: bool = True, timeout: float = 30
     ) -> subprocess.CompletedProcess[str]:
