@@ -123,7 +123,7 @@ async def test_changes_apply_to_the_running_server_without_restart(
         assert served(svc) == ["lan"]
         body = {"mac": "52:54:00:aa:bb:01", "ip": "10.50.0.10"}
         await api.put("/api/v1/dhcp/reservations/52:54:00:aa:bb:01", json=body)
-        assert "52:54:00:aa:bb:01" in svc.server.config.reservations
+        assert svc.server is not None and "52:54:00:aa:bb:01" in svc.server.config.reservations
         events = (await api.get("/api/v1/events/history", params={"type": "dhcp.config."})).json()
         assert [e["type"] for e in events] == ["dhcp.config.changed"] * 2
     finally:
