@@ -189,7 +189,9 @@ class Subnet:
     mask: int
     pools: tuple[tuple[int, int], ...]
     options: dict[int, bytes]
-    """Options every reply on this subnet carries (besides lease times), by code."""
+    """Options a reply on this subnet may carry (besides lease times), by code."""
+    lease_options: dict[int, bytes]
+    """Options 51, 58 and 59: lease time, T1 = 0.5 and T2 = 0.875 of it (RFC 2131 §4.4.5)."""
 
     def contains(self, ip: int) -> bool:
         return ip & self.mask == self.network
@@ -234,6 +236,11 @@ def compile_subnet(subnet_id: int, spec: SubnetSpec) -> Subnet:
         mask=int(net.netmask),
         pools=tuple((int(p.start), int(p.end)) for p in spec.pools),
         options=opts,
+        lease_options={
+            Opt.LEASE_TIME: spec.lease_time.to_bytes(4, "big"),
+            Opt.RENEWAL_TIME: (spec.lease_time // 2).to_bytes(4, "big"),
+            Opt.REBINDING_TIME: (spec.lease_time * 7 // 8).to_bytes(4, "big"),
+        },
     )
 
 

@@ -22,23 +22,14 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
-from roost.dhcp import pxe
-from roost.dhcp.codec import (
-    BOOTREPLY,
-    BROADCAST_FLAG,
-    DEFAULT_MAX_SIZE,
-    MIN_SIZE,
-    Packet,
-    encode,
-    ip_str,
-)
+from roost.dhcp import pxe, replies
+from roost.dhcp.codec import Packet, ip_str
 from roost.dhcp.config import Config, Subnet
 from roost.dhcp.leases import BOUND, DECLINED, EXPIRED, OFFERED, RELEASED, Lease, LeaseTable
 from roost.dhcp.options import RAI_LINK_SELECTION, MessageType, Opt, decode_tlv
+from roost.dhcp.replies import Reply, client_key, hostname
 
-BROADCAST = "255.255.255.255"
-ALWAYS = (Opt.SUBNET_MASK, Opt.ROUTERS, Opt.DNS_SERVERS, Opt.DOMAIN_NAME)
-"""Sent even when not asked for (as Kea and dnsmasq do); the rest only when requested."""
+__all__ = ["DHCPServer", "Inbound", "Policy", "Reply", "client_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,16 +40,6 @@ class Inbound:
     local_ip: IPv4Address
     port: int = 67
     src: tuple[str, int] = ("0.0.0.0", 68)
-
-
-@dataclass(slots=True)
-class Reply:
-    data: bytes
-    dest: tuple[str, int]
-    mtype: int
-    durable: bool = False
-    arp: tuple[str, bytes] | None = None
-    """(ip, hardware address): unicast to a client without an address needs an ARP entry."""
 
 
 @dataclass
@@ -178,7 +159,7 @@ class DHCPServer:
                     ip,
                     client,
                     p.mac,
-                    _hostname(p),
+                    hostname(p),
                     subnet.id,
                     OFFERED,
                     now,
@@ -240,7 +221,7 @@ class DHCPServer:
                 ip,
                 client,
                 p.mac,
-                _hostname(p) or (old.hostname if old else ""),
+                hostname(p) or (old.hostname if old else ""),
                 subnet.id,
                 BOUND,
                 now,
@@ -291,16 +272,7 @@ class DHCPServer:
         return self._reply(p, MessageType.ACK, subnet, inb, 0, lease=False)
 
     def _nak(self, p: Packet, subnet: Subnet, inb: Inbound, why: str) -> Reply:
-        r = self._base(p, 0, 0)
-        r.options[Opt.MESSAGE_TYPE] = b"\x06"
-        r.options[Opt.SERVER_ID] = self._server_ip(subnet, inb).packed
-        r.options[Opt.MESSAGE] = why.encode()
-        if Opt.RELAY_AGENT_INFO in p.options:
-            r.options[Opt.RELAY_AGENT_INFO] = p.options[Opt.RELAY_AGENT_INFO]
-        if p.giaddr:
-            r.flags |= BROADCAST_FLAG  # RFC 2131 §4.3.2: relay must broadcast the NAK
-            return Reply(_pad(encode(r)), (ip_str(p.giaddr), 67), MessageType.NAK)
-        return Reply(_pad(encode(r)), (BROADCAST, 68), MessageType.NAK)
+        return replies.nak(p, self._server_ip(subnet, inb), why)
 
     def _proxy(self, p: Packet, mtype: int, inb: Inbound) -> Reply | None:
         """ProxyDHCP (PXE 2.1 §2.2.4): boot information only, no address; on 67 answer
@@ -308,67 +280,26 @@ class DHCPServer:
         bc = pxe.classify(p)
         if bc is None:
             return None
-        if not (
-            (inb.port == 67 and mtype == MessageType.DISCOVER)
-            or (inb.port == 4011 and mtype == MessageType.REQUEST)
-        ):
+        discover = inb.port == 67 and mtype == MessageType.DISCOVER
+        if not (discover or (inb.port == 4011 and mtype == MessageType.REQUEST)):
             return None
         subnet = self.select_subnet(p, inb)
         if subnet is None:
             return None
         server = self._server_ip(subnet, inb)
+        res = self.config.reservations.get(p.mac)
+        node = res.boot if res is not None else None
         boot = pxe.decide(
-            p,
-            bc,
-            subnet.spec.boot,
-            server,
-            self.policy.http_port,
-            self._node_boot(p.mac),
-            self.tags_for,
-            proxy=True,
+            p, bc, subnet.spec.boot, server, self.policy.http_port, node, self.tags_for, proxy=True
         )
         if boot is None:
             return None
-        r = self._base(p, 0, int(server))
-        r.options[Opt.MESSAGE_TYPE] = bytes(
-            (MessageType.OFFER if inb.port == 67 else MessageType.ACK,)
-        )
-        r.options[Opt.SERVER_ID] = server.packed
-        r.options[Opt.VENDOR_CLASS] = b"PXEClient"
-        _apply_boot(r, boot)
-        if Opt.CLIENT_UUID in p.options:
-            r.options[Opt.CLIENT_UUID] = p.options[Opt.CLIENT_UUID]
-        dest = (BROADCAST, 68) if inb.port == 67 else inb.src
-        return Reply(_pad(encode(r, _max_size(p))), dest, r.options[Opt.MESSAGE_TYPE][0])
-
-    # -- reply building ------------------------------------------------------------------
+        if discover:
+            return replies.proxy(p, MessageType.OFFER, server, boot, (replies.BROADCAST, 68))
+        return replies.proxy(p, MessageType.ACK, server, boot, inb.src)
 
     def _server_ip(self, subnet: Subnet, inb: Inbound) -> IPv4Address:
         return subnet.spec.server_address or inb.local_ip
-
-    def _node_boot(self, mac: str) -> Any:
-        res = self.config.reservations.get(mac)
-        return res.boot if res is not None else None
-
-    @staticmethod
-    def _base(p: Packet, yiaddr: int, siaddr: int) -> Packet:
-        return Packet(
-            BOOTREPLY,
-            p.htype,
-            p.hlen,
-            0,
-            p.xid,
-            0,
-            p.flags,
-            p.ciaddr,
-            yiaddr,
-            siaddr,
-            p.giaddr,
-            p.chaddr,
-            bytes(64),
-            bytes(128),
-            {},
-        )
 
     def _reply(
         self,
@@ -380,63 +311,18 @@ class DHCPServer:
         durable: bool = False,
         lease: bool = True,
     ) -> Reply:
-        server = self._server_ip(subnet, inb)
-        r = self._base(p, ip, int(server))
-        if mtype == MessageType.OFFER:
-            r.ciaddr = 0  # RFC 2131 Table 3: ciaddr is 0 in an OFFER
-        opts = r.options
-        opts[Opt.MESSAGE_TYPE] = bytes((mtype,))
-        opts[Opt.SERVER_ID] = server.packed
-        if lease:
-            t = subnet.spec.lease_time
-            opts[Opt.LEASE_TIME] = t.to_bytes(4, "big")
-            opts[Opt.RENEWAL_TIME] = (t // 2).to_bytes(4, "big")  # RFC 2131 §4.4.5: T1 = 0.5
-            opts[Opt.REBINDING_TIME] = (t * 7 // 8).to_bytes(4, "big")  # T2 = 0.875
-        have = dict(subnet.options)
-        res = self.config.reservations.get(p.mac)
-        if res is not None and res.hostname:
-            have[Opt.HOSTNAME] = res.hostname.encode()
-        bc = pxe.classify(p)
-        if bc is not None:
-            boot = pxe.decide(
-                p,
-                bc,
-                subnet.spec.boot,
-                server,
-                self.policy.http_port,
-                res.boot if res else None,
-                self.tags_for,
-            )
-            if boot is not None:
-                r.siaddr = boot.siaddr
-                have.update(boot.options)
-                _apply_boot(r, boot, only_file=True)
-        prl = p.options.get(Opt.PARAMETER_REQUEST_LIST, b"")
-        for code in prl:  # RFC 2132 §9.8: in the order the client asked
-            value = have.pop(code, None)
-            if value is not None and code not in opts:
-                opts[code] = value
-        for code in ALWAYS:
-            value = have.pop(code, None)
-            if value is not None:
-                opts[code] = value
-        for code in (
-            Opt.VENDOR_CLASS,
-            Opt.VENDOR_SPECIFIC,
-            Opt.TFTP_SERVER,
-            Opt.BOOTFILE,
-            Opt.IPXE,
-        ):
-            if code in have and (bc is not None):
-                opts[code] = have.pop(code)
-        if Opt.RELAY_AGENT_INFO in p.options:  # RFC 3046 §2.2: echo it, last
-            opts[Opt.RELAY_AGENT_INFO] = p.options[Opt.RELAY_AGENT_INFO]
-        try:
-            data = _pad(encode(r, _max_size(p)))
-        except ValueError:  # too much for the client's limit even with overload: send it all
-            data = encode(r)
-        dest, arp = _destination(p, r)
-        return Reply(data, dest, mtype, durable, arp)
+        return replies.build(
+            p,
+            mtype,
+            subnet,
+            self._server_ip(subnet, inb),
+            ip,
+            self.config.reservations.get(p.mac),
+            self.policy.http_port,
+            self.tags_for,
+            durable,
+            lease,
+        )
 
     # -- events ----------------------------------------------------------------------------
 
@@ -449,51 +335,9 @@ class DHCPServer:
         data: dict[str, Any] = {
             "mac": p.mac,
             "ip": ip_str(ip),
-            "hostname": _hostname(p) or None,
+            "hostname": hostname(p) or None,
             "subnet": subnet.spec.name,
         }
         if lease_time is not None:
             data["lease_time"] = lease_time
         self.events.append((type_, p.mac, data))
-
-
-def _apply_boot(r: Packet, boot: pxe.BootReply, only_file: bool = False) -> None:
-    r.siaddr = boot.siaddr
-    r.file = boot.file.encode()[:127].ljust(128, b"\0")
-    if not only_file:
-        r.options.update(boot.options)
-
-
-def _destination(p: Packet, r: Packet) -> tuple[tuple[str, int], tuple[str, bytes] | None]:
-    """RFC 2131 §4.1: giaddr, else ciaddr, else broadcast flag, else unicast to yiaddr."""
-    if p.giaddr:
-        return (ip_str(p.giaddr), 67), None
-    if p.ciaddr:
-        return (ip_str(p.ciaddr), 68), None
-    if p.flags & BROADCAST_FLAG or not r.yiaddr:
-        return (BROADCAST, 68), None
-    yi = ip_str(r.yiaddr)
-    return (yi, 68), (yi, p.chaddr[: p.hlen])
-
-
-def client_key(p: Packet) -> bytes:
-    """RFC 2131 §4.2: the client identifier if sent, else hardware type + address."""
-    cid = p.options.get(Opt.CLIENT_ID)
-    if cid:
-        return b"\xff" + cid
-    return bytes((p.htype,)) + p.chaddr[: p.hlen]
-
-
-def _hostname(p: Packet) -> str:
-    raw = p.options.get(Opt.HOSTNAME)
-    return raw.decode("utf-8", "replace") if raw else ""
-
-
-def _max_size(p: Packet) -> int:
-    raw = p.options.get(Opt.MAX_MESSAGE_SIZE)
-    size = int.from_bytes(raw, "big") if raw and len(raw) == 2 else DEFAULT_MAX_SIZE
-    return max(DEFAULT_MAX_SIZE, min(size, 1500)) - 28  # minus IP and UDP headers
-
-
-def _pad(data: bytes) -> bytes:
-    return data if len(data) >= MIN_SIZE else data + bytes(MIN_SIZE - len(data))

@@ -69,7 +69,7 @@ class DHClient:
 def test_dhclient_full_life_cycle(link: Link) -> None:
     need("dhclient")
     srv = link.server
-    srv.configure([{**SUBNET, "lease_time": 20}])
+    srv.configure([{**SUBNET, "lease_time": 30}])
     srv.start()
     client = DHClient(link)
     out = client.run("-1")
@@ -82,8 +82,8 @@ def test_dhclient_full_life_cycle(link: Link) -> None:
     )
     mac = bound["mac"]
     assert srv.leases()[ip] == (mac, "bound")
-    # RENEWING: T1 is 10 s; dhclient renews unicast from its address
-    srv.wait_event("dhcp.lease.renewed", timeout=20, ip=ip, mac=mac)
+    # RENEWING: T1 is 15 s; dhclient renews unicast from its address
+    srv.wait_event("dhcp.lease.renewed", timeout=30, ip=ip, mac=mac)
     # INIT-REBOOT after a server restart: stop the client quietly (-x), restart the server
     client.run("-x")
     srv.stop()
