@@ -63,6 +63,7 @@ class DHCPService:
         self._store = store.LeaseStore(runtime.db)
         self._recv = {t: metrics.RECEIVED.labels(n) for t, n in metrics.TYPE_NAMES.items()}
         self._sent = {t: metrics.SENT.labels(n) for t, n in metrics.TYPE_NAMES.items()}
+        self._ignored = metrics.DROPPED.labels("ignored")
         self._latency = {t: metrics.REPLY_SECONDS.labels(n) for t, n in metrics.TYPE_NAMES.items()}
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -156,6 +157,8 @@ class DHCPService:
         assert server is not None
         sock = lst.sock
         recv = sock.recvfrom
+        now = time.time()  # one clock reading per batch: a batch takes well under a millisecond
+        plain = lst.inbound.port == 67  # replies on 4011 go back to the sender: keep its address
         for _ in range(BATCH):
             try:
                 data, src = recv(4096)
@@ -174,9 +177,9 @@ class DHCPService:
             counter = self._recv.get(mtype or 0)
             if counter is not None:
                 counter.inc()
-            inbound = lst.inbound if lst.inbound.src == src else _with_src(lst.inbound, src)
+            inbound = lst.inbound if plain else _with_src(lst.inbound, src)
             try:
-                reply = server.handle(pkt, inbound, time.time())
+                reply = server.handle(pkt, inbound, now)
             except MalformedPacket as exc:
                 self._drop_malformed(lst, src, str(exc))
                 continue
@@ -185,7 +188,7 @@ class DHCPService:
                 metrics.DROPPED.labels("error").inc()
                 continue
             if reply is None:
-                metrics.DROPPED.labels("ignored").inc()
+                self._ignored.inc()
             elif reply.durable:
                 self._waiting.append((lst, reply, t0))
             else:
