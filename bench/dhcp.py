@@ -93,6 +93,8 @@ class RoostServer(Server):
             ROOST_DHCP__INTERFACES=SRV_IF,
             ROOST_API__PORT="0",
             ROOST_LOG__LEVEL="warning",
+            # DHCP alone, as Kea and dnsmasq run: no inventory node per benchmark client
+            ROOST_NODES__AUTO_DISCOVER="false",
         )
         with (self.work / "roost.log").open("ab") as log:
             self.proc = self.lab.spawn(self.ns, [ROOST, "serve"], env=env, stdout=log, stderr=log)

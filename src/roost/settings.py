@@ -13,6 +13,7 @@ import json
 import os
 import tomllib
 from contextvars import ContextVar
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -110,6 +111,93 @@ class DHCPSettings(Section):
         return v
 
 
+class TFTPSettings(Section):
+    """The TFTP server for firmware PXE clients (read-only; see docs/tftp.md)."""
+
+    enabled: bool = False
+    """Serve TFTP. Off by default: port 69 is bound only when asked for."""
+    host: str = "0.0.0.0"
+    """IP address to listen on; the wildcard answers each client from the address it asked."""
+    port: int = Field(default=69, ge=0, le=65535)
+    """UDP port of the TFTP server (0 picks a free one, for tests)."""
+    root: Path | None = None
+    """Directory served; empty means ``<data_dir>/tftp``."""
+    max_transfers: int = Field(default=1000, ge=1, le=100_000)
+    """Transfers at once; requests beyond it get a TFTP error saying the server is busy."""
+    timeout: float = Field(default=1.0, gt=0, le=255)
+    """Seconds before a DATA window is sent again, unless the client asks otherwise (RFC 2349)."""
+    retries: int = Field(default=5, ge=0, le=100)
+    """Retransmissions without progress before a transfer is abandoned."""
+    max_blksize: int = Field(default=1468, ge=8, le=65464)
+    """Largest block size granted (RFC 2348). 1468 fills a 1500-byte Ethernet frame; larger
+    blocks are IP-fragmented, which some networks drop."""
+    max_windowsize: int = Field(default=32, ge=1, le=65535)
+    """Largest window granted (RFC 7440): blocks sent before waiting for an ACK."""
+    workers: int = Field(default=0, ge=0, le=64)
+    """Worker processes that carry transfers (0: all in the server process). A boot storm
+    of lockstep clients is bound by per-packet kernel work; workers spread it over cores."""
+
+
+class NodeSettings(Section):
+    """Inventory, certificate authority and enrollment (roost.inventory, roost.pki)."""
+
+    auto_discover: bool = True
+    """Create a ``discovered`` node for every unknown MAC seen in DHCP, discovery or boot events."""
+    certificate_hours: float = Field(default=168.0, gt=0, le=24 * 366)
+    """Lifetime of a node certificate; agents renew before it ends (default 7 days)."""
+    enrollment_ttl_seconds: int = Field(default=3600, ge=60)
+    """Default lifetime of a one-time enrollment token."""
+    enrollment_max_ttl_seconds: int = Field(default=7 * 86400, ge=60)
+    """Longest lifetime an enrollment token may be given."""
+    signature_skew_seconds: int = Field(default=300, ge=5, le=3600)
+    """How far a node's signed-request timestamp may be from the server clock."""
+
+
+class DiscoverySettings(Section):
+    """Discovery of this site's machines: ARP sweeps, passive sighting, port scans, Wake-on-LAN.
+
+    Roost scans, probes and wakes only inside ``subnets``; any other target is refused.
+    """
+
+    subnets: list[IPv4Network] = []
+    """The site's subnets (CIDR). Empty: discovery is off. Loopback only when listed."""
+    interface: str | None = None
+    """The interface on the site's LAN for ARP sweeps, passive sighting and raw wake packets."""
+    netns: str | None = None
+    """Run scans inside this named network namespace (``/run/netns/<name>``), e.g. in a lab."""
+    passive: bool = True
+    """Listen on ``interface`` for gratuitous ARP and DHCP requests and mark their senders seen."""
+    arp_rate: float = Field(default=2000.0, gt=0, le=20_000)
+    """ARP requests per second at most."""
+    arp_attempts: int = Field(default=2, ge=1, le=10)
+    """Requests per address before it counts as silent."""
+    arp_timeout: float = Field(default=0.5, gt=0, le=30)
+    """Seconds to wait for a reply before asking again."""
+    tcp_concurrency: int = Field(default=2048, ge=1, le=16_384)
+    """Upper bound of connects in flight (the adaptive window stays below it)."""
+    tcp_workers: int = Field(default=2, ge=1, le=8)
+    """Threads a TCP scan runs on; the kernel side of each connect uses a core of its own."""
+    tcp_rate: float = Field(default=100_000.0, gt=0, le=200_000)
+    """New TCP connects per second at most."""
+    tcp_timeout: float = Field(default=1.0, gt=0, le=60)
+    tcp_retries: int = Field(default=1, ge=0, le=5)
+    udp_rate: float = Field(default=500.0, gt=0, le=20_000)
+    """UDP probes per second at most (hosts rate-limit their ICMP replies)."""
+    udp_concurrency: int = Field(default=256, ge=1, le=4096)
+    udp_timeout: float = Field(default=1.0, gt=0, le=60)
+    udp_retries: int = Field(default=1, ge=0, le=5)
+    max_targets: int = Field(default=65_536, ge=1)
+    """Most addresses one scan may cover."""
+    schedule_interval: float = Field(default=0.0, ge=0)
+    """Seconds between automatic ARP sweeps of every subnet; 0 turns the schedule off."""
+    gone_after: int = Field(default=2, ge=1, le=100)
+    """A host is gone after this many completed sweeps of its subnet without an answer."""
+    wol_port: int = Field(default=9, ge=1, le=65535)
+    """UDP port for magic packets (9, discard; 7 is also common)."""
+    wake_timeout: float = Field(default=120.0, gt=0, le=3600)
+    """Seconds to wait for a woken host to answer before ``power.wake.timeout``."""
+
+
 class Settings(BaseSettings):
     """Everything Roost can be told, in one place."""
 
@@ -127,6 +215,9 @@ class Settings(BaseSettings):
     events: EventSettings = EventSettings()
     boot: BootSettings = BootSettings()
     dhcp: DHCPSettings = DHCPSettings()
+    tftp: TFTPSettings = TFTPSettings()
+    nodes: NodeSettings = NodeSettings()
+    discovery: DiscoverySettings = DiscoverySettings()
     log: LogSettings = LogSettings()
 
     @classmethod

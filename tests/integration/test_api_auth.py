@@ -48,3 +48,19 @@ async def test_metrics_with_token(api: httpx.AsyncClient) -> None:
     await api.get("/api/v1/tokens")
     text = (await api.get("/metrics")).text
     assert 'roost_http_requests_total{method="GET",route="/tokens",status="200"}' in text
+
+
+async def test_readyz_reports_database_and_started_state(
+    api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    ready = await api.get("/readyz", headers={"Authorization": ""})
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["database"] == {"ok": True}
+    # the token check needs the database, so readiness is asked anonymously
+    await runtime.db.close()
+    try:
+        down = await api.get("/readyz", headers={"Authorization": ""})
+        assert down.status_code == 503
+        assert down.json()["checks"]["database"]["ok"] is False
+    finally:
+        await runtime.db.open(migrate=False)

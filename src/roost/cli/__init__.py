@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from roost.cli import config, demo, dhcp, events, serve, token
+from roost.cli import config, demo, dhcp, enroll, events, node, scan, serve, token, wake
 from roost.cli.common import State
 from roost.client import ClientError
 from roost.errors import RoostError
@@ -35,6 +35,10 @@ app.add_typer(token.app, name="token")
 app.add_typer(dhcp.app, name="dhcp")
 app.command("events")(events.events)
 app.command("demo")(demo.demo)
+app.add_typer(node.app, name="node")
+app.add_typer(enroll.app, name="enroll")
+app.add_typer(scan.app, name="scan")
+app.command("wake")(wake.wake)
 
 
 def main() -> None:

@@ -72,6 +72,7 @@ class Database:
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
+            self._sessions = None
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
