@@ -38,6 +38,8 @@ class Reply:
     durable: bool = False
     arp: tuple[str, bytes] | None = None
     """(ip, hardware address): unicast to a client without an address needs an ARP entry."""
+    probe: int | None = None
+    """An address to ping before this OFFER may leave (a new address, ``dhcp.probe`` on)."""
 
 
 def base(p: Packet, yiaddr: int, siaddr: int) -> Packet:

@@ -51,6 +51,7 @@ class Policy:
     http_port: int = 8442
     proxy: bool = False
     authoritative: bool = True
+    probe: bool = False
 
 
 @dataclass
@@ -153,6 +154,7 @@ class DHCPServer:
             )
             return None
         current = self.leases.by_ip.get(ip)
+        fresh = (current is None or current.client != client) and ip not in self.config.reserved_ips
         if current is None or current.client != client or current.state != BOUND:
             self.leases.put(
                 Lease(
@@ -168,7 +170,21 @@ class DHCPServer:
                 durable=False,
             )
         self._lease_event("dhcp.lease.offered", p, ip, subnet)
-        return self._reply(p, MessageType.OFFER, subnet, inb, ip)
+        reply = self._reply(p, MessageType.OFFER, subnet, inb, ip)
+        if fresh and self.policy.probe:
+            reply.probe = ip
+        return reply
+
+    def conflict(self, p: Packet, ip: int, now: float) -> None:
+        """A probe found ``ip`` in use (RFC 2131 §4.4.1): quarantine it as if declined."""
+        held = self.leases.by_ip.get(ip)
+        subnet_id = held.subnet_id if held is not None else 0
+        self.leases.put(
+            Lease(ip, b"", "", "", subnet_id, DECLINED, now, now + self.policy.decline_hold)
+        )
+        data = {"mac": p.mac, "ip": ip_str(ip), "hostname": hostname(p) or None,
+                "reason": "the address answered a ping before it was offered"}  # fmt: skip
+        self.events.append(("dhcp.lease.declined", p.mac, data))
 
     def _request(self, p: Packet, subnet: Subnet, inb: Inbound, now: float) -> Reply | None:
         client = client_key(p)

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from roost.dhcp import metrics, store, transport
-from roost.dhcp.codec import decode, ip_str
+from roost.dhcp.codec import Packet, decode, ip_str
 from roost.dhcp.errors import MalformedPacket
 from roost.dhcp.leases import HOLDING, Lease, LeaseTable
+from roost.dhcp.probe import Pinger
 from roost.dhcp.pxe import TagsFor, no_tags
 from roost.dhcp.server import DHCPServer, Inbound, Policy, Reply
 from roost.service import Health
@@ -61,6 +62,8 @@ class DHCPService:
         self._committed = 0
         self._tags_for: TagsFor = no_tags
         self._store = store.LeaseStore(runtime.db)
+        self._pinger: Pinger | None = None
+        self._probes: set[asyncio.Task[None]] = set()
         self._recv = {t: metrics.RECEIVED.labels(n) for t, n in metrics.TYPE_NAMES.items()}
         self._sent = {t: metrics.SENT.labels(n) for t, n in metrics.TYPE_NAMES.items()}
         self._ignored = metrics.DROPPED.labels("ignored")
@@ -80,7 +83,11 @@ class DHCPService:
             http_port=self.runtime.settings.boot.http_port,
             proxy=self.settings.proxy,
             authoritative=self.settings.authoritative,
+            probe=self.settings.probe,
         )
+        if self.settings.probe:
+            self._pinger = Pinger()
+            self._pinger.open()
         self.server = DHCPServer(config, self.leases, policy, self._tags_for)
         ports = (67, 4011) if self.settings.proxy else (67,)
         loop = asyncio.get_running_loop()
@@ -115,12 +122,15 @@ class DHCPService:
         loop = asyncio.get_running_loop()
         for lst in self._listeners:
             loop.remove_reader(lst.sock.fileno())
-        for task in self._tasks:
+        for task in [*self._tasks, *self._probes]:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._probes]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self._pinger is not None:
+            self._pinger.close()
+            self._pinger = None
         with contextlib.suppress(Exception):
             await self._commit_once()  # store what is dirty; the waiting ACKs still go out
         for lst in self._listeners:
@@ -189,14 +199,49 @@ class DHCPService:
                 continue
             if reply is None:
                 self._ignored.inc()
+            elif reply.probe is not None and self._pinger is not None:
+                self._spawn(self._probe_then_send(lst, pkt, inbound, reply, t0))
             elif reply.durable:
                 self._waiting.append((lst, reply, t0))
             else:
                 self._send(lst, reply, t0)
-        if server.events:
-            self._publish(server.events)
-            server.events = []
-        if self.leases.dirty or self._waiting:
+        self._flush_events()
+        if self._waiting:
+            self._wake.set()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._probes.add(task)
+        task.add_done_callback(self._probes.discard)
+
+    async def _probe_then_send(
+        self, lst: _Listener, pkt: Packet, inbound: Inbound, reply: Reply, t0: float
+    ) -> None:
+        """Ping the address about to be offered; when it answers, quarantine it and decide
+        again (a few times at most: each try quarantines one more address)."""
+        assert self.server is not None and self._pinger is not None
+        for _ in range(4):
+            if reply.probe is None:
+                break
+            if not await self._pinger.ping(ip_str(reply.probe), self.settings.probe_timeout):
+                break
+            now = time.time()
+            self.server.conflict(pkt, reply.probe, now)
+            nxt = self.server.handle(pkt, inbound, now)
+            self._flush_events()
+            if nxt is None:
+                return
+            reply = nxt
+        else:
+            return
+        self._send(lst, reply, t0)
+
+    def _flush_events(self) -> None:
+        assert self.server is not None
+        if self.server.events:
+            self._publish(self.server.events)
+            self.server.events = []
+        if self.leases.dirty:
             self._wake.set()
 
     def _send(self, lst: _Listener, reply: Reply, t0: float) -> None:

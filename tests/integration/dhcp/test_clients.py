@@ -201,3 +201,16 @@ def test_perfdhcp_smoke(link: Link) -> None:
     assert received[0] == sent[0] and received[1] == sent[1], res.stdout
     leases = link.server.leases()
     assert sum(1 for _, state in leases.values() if state == "bound") >= sent[1] * 0.5
+
+
+def test_ping_probe_skips_an_address_in_use(bridged: Link) -> None:
+    need("udhcpc")
+    link = bridged
+    link.server.env["ROOST_DHCP__PROBE"] = "true"
+    link.server.configure([{**SUBNET, "pools": [{"start": "10.201.0.100", "end": "10.201.0.101"}]}])
+    link.server.start()
+    link.lab.exec(link.oth_ns, "ip", "addr", "add", "10.201.0.100/24", "dev", link.oth_if)
+    out = udhcpc(link)
+    assert "lease of 10.201.0.101 obtained" in out, out
+    declined = link.server.wait_event("dhcp.lease.declined", ip="10.201.0.100")
+    assert "ping" in declined["reason"]

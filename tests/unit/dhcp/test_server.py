@@ -333,3 +333,17 @@ def test_large_reply_uses_overload_within_max_size() -> None:
     assert len(r.data) <= 548
     got = reply_packet(r)
     assert got.get(Opt.DOMAIN_SEARCH) == many
+
+
+def test_probe_asked_only_for_new_addresses_and_conflict_quarantines() -> None:
+    res = ReservationSpec(mac="52:54:00:00:00:05", ip=IPv4Address("10.0.0.50"))
+    srv = make_server(reservations=[res], policy=Policy(probe=True))
+    first = must(srv.handle(request(M.DISCOVER, 1), INBOUND, 0))
+    assert first.probe == A("10.0.0.100")
+    assert must(srv.handle(request(M.DISCOVER, 1), INBOUND, 1)).probe is None  # held for it
+    assert must(srv.handle(request(M.DISCOVER, 5), INBOUND, 1)).probe is None  # reservation
+    srv.conflict(request(M.DISCOVER, 1), A("10.0.0.100"), 2)
+    assert srv.leases.by_ip[A("10.0.0.100")].state == DECLINED
+    assert srv.events[-1][0] == "dhcp.lease.declined" and "ping" in srv.events[-1][2]["reason"]
+    again = must(srv.handle(request(M.DISCOVER, 1), INBOUND, 3))
+    assert reply_packet(again).yiaddr == A("10.0.0.101") and again.probe == A("10.0.0.101")
