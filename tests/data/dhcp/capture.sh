@@ -4,7 +4,8 @@
 #
 # Two namespaces joined by a veth pair; dnsmasq in rdh-caps hands out 10.99.0.0/24 so that the
 # clients go through a whole DORA; tcpdump in rdh-caps writes every DHCP packet to a pcap and
-# extract.py writes each client packet's UDP payload to <client>-<n>-<type>.bin.
+# extract.py writes each client packet's UDP payload to <client>-<n>-<type>.bin. A QEMU guest's
+# iPXE ROM is captured the same way (see the end).
 set -euo pipefail
 cd "$(dirname "$0")"
 OUT=$(mktemp -d)
@@ -48,3 +49,12 @@ sleep 1
 kill $PIDS; wait 2>/dev/null || true
 PIDS=""
 python3 extract.py "$OUT/cap.pcap" .
+
+# The iPXE ROM (ipxe-qemu) of a QEMU guest: QEMU's filter-dump writes the guest NIC's frames
+# to a pcap; user-mode networking with restrict=on keeps the guest away from any real network
+# (its built-in DHCP server answers, so the ROM sends DISCOVER and REQUEST).
+timeout 40 qemu-system-x86_64 -nographic -nodefaults -machine accel=tcg -m 128 -serial none \
+    -monitor none -netdev user,id=n0,restrict=on \
+    -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:57 \
+    -object filter-dump,id=f0,netdev=n0,file="$OUT/ipxe.pcap" -boot n >/dev/null 2>&1 || true
+python3 extract.py "$OUT/ipxe.pcap" . ipxe

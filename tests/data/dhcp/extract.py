@@ -10,7 +10,7 @@ from pathlib import Path
 TYPES = {1: "discover", 3: "request", 4: "decline", 7: "release", 8: "inform"}
 
 
-def payloads(pcap: bytes):
+def payloads(pcap: bytes):  # type: ignore[no-untyped-def]
     pos = 24
     while pos + 16 <= len(pcap):
         incl = struct.unpack_from("<I", pcap, pos + 8)[0]
@@ -39,9 +39,10 @@ def msg_type(p: bytes) -> int:
 
 def main() -> None:
     out = Path(sys.argv[2])
+    named = sys.argv[3] if len(sys.argv) > 3 else None
     for n, p in enumerate(payloads(Path(sys.argv[1]).read_bytes())):
         # udhcpc names itself in option 60 only when -V is given; dhclient sends hostname 12.
-        client = "udhcpc" if b"roost-udhcpc" in p else "dhclient"
+        client = named or ("udhcpc" if b"roost-udhcpc" in p else "dhclient")
         name = out / f"{client}-{n:02d}-{TYPES.get(msg_type(p), 'other')}.bin"
         name.write_bytes(p)
         print(name, len(p))

@@ -347,3 +347,16 @@ def test_probe_asked_only_for_new_addresses_and_conflict_quarantines() -> None:
     assert srv.events[-1][0] == "dhcp.lease.declined" and "ping" in srv.events[-1][2]["reason"]
     again = must(srv.handle(request(M.DISCOVER, 1), INBOUND, 3))
     assert reply_packet(again).yiaddr == A("10.0.0.101") and again.probe == A("10.0.0.101")
+
+
+def test_captured_ipxe_discover_gets_its_script_not_a_loop() -> None:
+    from pathlib import Path
+
+    from roost.dhcp.codec import decode
+
+    raw = (Path(__file__).parents[2] / "data" / "dhcp" / "ipxe-00-discover.bin").read_bytes()
+    srv = make_server()
+    got = reply_packet(srv.handle(decode(raw), INBOUND, 0))
+    assert got.file.rstrip(b"\0") == b"http://10.0.0.1:8442/boot/52:54:00:12:34:57.ipxe"
+    assert decode_tlv(got.options[Opt.IPXE]) == [(176, b"\x01")]
+    assert got.siaddr == int(SERVER_IP)
