@@ -10,7 +10,7 @@ from pathlib import Path
 TYPES = {1: "discover", 3: "request", 4: "decline", 7: "release", 8: "inform"}
 
 
-def payloads(pcap: bytes):  # type: ignore[no-untyped-def]
+def payloads(pcap: bytes):
     pos = 24
     while pos + 16 <= len(pcap):
         incl = struct.unpack_from("<I", pcap, pos + 8)[0]
