@@ -10,7 +10,7 @@ then starts 2000 distinct clients within 2 s (a small relay-mode client written 
 retransmission like a real client) and measures the time until all hold a lease.
 
 Usage (root; scripts/bootstrap installs everything):
-    .venv/bin/python bench/dhcp.py            # full sweep, about 4 minutes
+    .venv/bin/python bench/dhcp.py            # full sweep, 3 to 5 minutes
     .venv/bin/python bench/dhcp.py --quick    # under 60 s
 The last line printed is one JSON object with all figures.
 """
@@ -346,9 +346,9 @@ def main() -> None:
         [int(r) for r in args.rates.split(",")]
         if args.rates
         else (
-            [1500, 3000, 5000]
+            [500, 1500, 3000, 4500]
             if args.quick
-            else [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000]
+            else [250, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000, 6000, 8000, 10000]
         )
     )
     seconds = args.seconds or (2 if args.quick else 10)
