@@ -112,6 +112,8 @@ class ScanJob:
                 "ignored_frames": res.ignored,
             }
         addrs = self._on_link_hosts() if len(self.addrs) > 1 else self.addrs
+        if self.stop.is_set():
+            return {"probes": 0}
         total = len(addrs) * len(self.ports)
         pairs = ((str(ip), p) for ip in addrs for p in self.ports)
         report = lambda ip, port, st: put(("port", ip, port, st))  # noqa: E731
