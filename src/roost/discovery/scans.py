@@ -119,10 +119,9 @@ class ScanJob:
         report = lambda ip, port, st: put(("port", ip, port, st))  # noqa: E731
         on_progress = lambda done, tot: progress(done / tot if tot else 1.0)  # noqa: E731
         if self.kind == "tcp":
-            st = tcpscan.scan_tcp_parallel(
-                lambda: ((str(ip), p) for ip in addrs for p in self.ports),
+            st = tcpscan.scan_tcp(
+                pairs,
                 total=total,
-                workers=s.tcp_workers,
                 max_concurrency=s.tcp_concurrency,
                 timeout=s.tcp_timeout,
                 retries=s.tcp_retries,

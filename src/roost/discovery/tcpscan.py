@@ -19,7 +19,6 @@ peer addresses being equal and counts as closed.
 from __future__ import annotations
 
 import errno
-import itertools
 import resource
 import select
 import socket
@@ -30,7 +29,6 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import Any
 
 OPEN, CLOSED, FILTERED, UNREACHABLE = "open", "closed", "filtered", "unreachable"
 _LINGER_RST = struct.pack("ii", 1, 0)
@@ -260,64 +258,3 @@ def _is_loopback(ip: str, cache: dict[str, bool]) -> bool:
     if found is None:
         found = cache[ip] = IPv4Address(ip).is_loopback
     return found
-
-
-def scan_tcp_parallel(
-    targets: Callable[[], Iterable[tuple[str, int]]],
-    *,
-    total: int,
-    workers: int = 2,
-    max_concurrency: int = 2048,
-    on_progress: Callable[[int, int], None] | None = None,
-    **kw: Any,
-) -> TCPStats:
-    """:func:`scan_tcp` on ``workers`` threads, each taking every ``workers``-th probe.
-
-    Most of a connect scan's cost is the kernel's (``connect``, the SYN and the RST), which
-    runs without the GIL, so a second thread uses the second core. Threads started here
-    inherit the calling thread's network namespace. ``targets`` is a factory, so each
-    thread walks its own iterator.
-    """
-    if workers <= 1:
-        return scan_tcp(
-            targets(), total=total, max_concurrency=max_concurrency, on_progress=on_progress, **kw
-        )
-    kw["rate"] = kw.get("rate", 100_000.0) / workers  # the bound holds for the whole scan
-    done = [0] * workers
-    lock = threading.Lock()
-    results: list[TCPStats | BaseException] = [TCPStats()] * workers
-
-    def shard(k: int) -> None:
-        def progress(settled: int, _total: int) -> None:
-            with lock:
-                done[k] = settled
-                if on_progress is not None:
-                    on_progress(sum(done), total)
-
-        mine = itertools.islice(targets(), k, None, workers)
-        try:
-            results[k] = scan_tcp(
-                mine,
-                total=total,
-                max_concurrency=max(1, max_concurrency // workers),
-                on_progress=progress,
-                **kw,
-            )
-        except BaseException as exc:
-            results[k] = exc
-
-    threads = [
-        threading.Thread(target=shard, args=(k,), name=f"tcpscan-{k}") for k in range(workers)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    merged = TCPStats()
-    for res in results:
-        if isinstance(res, BaseException):
-            raise res
-        for name in ("probes", "open", "closed", "filtered", "unreachable"):
-            setattr(merged, name, getattr(merged, name) + getattr(res, name))
-        merged.max_window += res.max_window
-    return merged
