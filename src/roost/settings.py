@@ -67,11 +67,72 @@ class LogSettings(Section):
 
 
 class BootSettings(Section):
-    """The HTTP boot server (boot files, per-node scripts); network boot extends it."""
+    """The HTTP boot server (boot files, per-node scripts, cloud-init, callbacks)."""
 
+    enabled: bool = False
+    """Serve boot files and per-node scripts; off unless the operator turns it on."""
+    host: str = "0.0.0.0"
+    """Address the HTTP boot server listens on (nodes must reach it; usually the boot LAN)."""
     http_port: int = Field(default=8442, ge=0, le=65535)
     """TCP port of the HTTP boot server, separate from the API. iPXE scripts are at
     ``/boot/<mac>.ipxe`` and boot files at ``/files/<name>`` on it."""
+    public_url: str | None = None
+    """Base URL nodes use to reach the boot server (``http://10.0.0.1:8442``); empty means
+    the ``Host`` header of each request, which is the address the node itself used."""
+    default_profile: str = Field(default="local", min_length=1, max_length=64)
+    """Profile for a node no rule matches; ``local`` boots from disk, which harms nothing."""
+    max_connections: int = Field(default=1024, ge=1)
+    """Concurrent HTTP connections; past it new ones get ``503`` and are closed."""
+    idle_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a connection may sit idle (between requests or with a stalled reader)."""
+    max_file_size: int = Field(default=16 * 2**30, ge=1)
+    """Largest boot file the store accepts, in bytes."""
+    import_ipxe: bool = True
+    """Import the iPXE binaries of Debian's ``ipxe`` package into the store at start."""
+    ipxe_dir: Path = Path("/usr/lib/ipxe")
+    """Where Debian's ``ipxe`` package puts ``undionly.kpxe``, ``ipxe.efi``, ``snponly.efi``."""
+
+
+class TFTPSettings(Section):
+    """The TFTP server for firmware PXE clients (read-only; see docs/tftp.md)."""
+
+    enabled: bool = False
+    """Serve TFTP. Off by default: port 69 is bound only when asked for."""
+    host: str = "0.0.0.0"
+    """IP address to listen on; the wildcard answers each client from the address it asked."""
+    port: int = Field(default=69, ge=0, le=65535)
+    """UDP port of the TFTP server (0 picks a free one, for tests)."""
+    root: Path | None = None
+    """Directory served; empty means ``<data_dir>/tftp``."""
+    max_transfers: int = Field(default=1000, ge=1, le=100_000)
+    """Transfers at once; requests beyond it get a TFTP error saying the server is busy."""
+    timeout: float = Field(default=1.0, gt=0, le=255)
+    """Seconds before a DATA window is sent again, unless the client asks otherwise (RFC 2349)."""
+    retries: int = Field(default=5, ge=0, le=100)
+    """Retransmissions without progress before a transfer is abandoned."""
+    max_blksize: int = Field(default=1468, ge=8, le=65464)
+    """Largest block size granted (RFC 2348). 1468 fills a 1500-byte Ethernet frame; larger
+    blocks are IP-fragmented, which some networks drop."""
+    max_windowsize: int = Field(default=32, ge=1, le=65535)
+    """Largest window granted (RFC 7440): blocks sent before waiting for an ACK."""
+    workers: int = Field(default=0, ge=0, le=64)
+    """Worker processes that carry transfers (0: all in the server process). A boot storm
+    of lockstep clients is bound by per-packet kernel work; workers spread it over cores."""
+
+
+class NodeSettings(Section):
+    """Inventory, certificate authority and enrollment (roost.inventory, roost.pki)."""
+
+    auto_discover: bool = True
+    """Create a ``discovered`` node for every unknown MAC seen in DHCP, discovery or boot events."""
+    certificate_hours: float = Field(default=168.0, gt=0, le=24 * 366)
+    """Lifetime of a node certificate; agents renew before it ends (default 7 days)."""
+    enrollment_ttl_seconds: int = Field(default=3600, ge=60)
+    """Default lifetime of a one-time enrollment token."""
+    enrollment_max_ttl_seconds: int = Field(default=7 * 86400, ge=60)
+    """Longest lifetime an enrollment token may be given."""
+    signature_skew_seconds: int = Field(default=300, ge=5, le=3600)
+    """How far a node's signed-request timestamp may be from the server clock."""
 
 
 class DiscoverySettings(Section):
@@ -133,6 +194,8 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     events: EventSettings = EventSettings()
     boot: BootSettings = BootSettings()
+    tftp: TFTPSettings = TFTPSettings()
+    nodes: NodeSettings = NodeSettings()
     discovery: DiscoverySettings = DiscoverySettings()
     log: LogSettings = LogSettings()
 

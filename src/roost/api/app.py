@@ -9,13 +9,22 @@ from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute
 
 from roost import __version__
-from roost.api import discovery, events, health, problems, tokens
+from roost.api import boot, discovery, enroll, events, health, nodes, problems, tokens
 from roost.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from roost.service import Runtime
 
 PREFIX = "/api/v1"
 
-ROUTERS = [events.router, tokens.router, discovery.router]
+ROUTERS = [
+    events.router,
+    tokens.router,
+    nodes.router,
+    nodes.meta,
+    enroll.router,
+    enroll.pki,
+    discovery.router,
+    boot.router,
+]
 
 
 def create_app(runtime: Runtime) -> FastAPI:

@@ -11,12 +11,14 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from roost.client import Client, locate
 from roost.settings import Settings, load_settings
 
-console = Console()
-err_console = Console(stderr=True)
+# No emoji codes: a MAC such as 52:54:00:ab:cd:01 would print as 52:54:00🆎cd:01.
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 JSONOption = typer.Option(False, "--json", help="print JSON instead of a table")
 ConfigOption = typer.Option(
@@ -48,7 +50,8 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: s
     for col in columns:
         table.add_column(col)
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        # Text, not markup: values come from machines and users ("[...]" is not styling).
+        table.add_row(*(Text("" if row.get(c) is None else str(row.get(c))) for c in columns))
     console.print(table)
 
 

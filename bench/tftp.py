@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""TFTP throughput of Roost against tftpd-hpa and atftpd, measured in the same run.
+
+Two network namespaces joined by a veth pair (``rtf-bs`` serves on 10.79.0.1:69, ``rtf-bc``
+runs the clients; MTU 1500, so blksize 1468 fills a frame). Each server in turn serves the same
+files from tmpfs: a single 64 MiB stream with ``atftp`` at blksize 1468, lockstep (windowsize 1)
+and with RFC 7440 windowsize 16 (tftpd-hpa has no windowsize), then 500 ``atftp`` clients at
+once fetching 1 MiB each. Every download is checked by size and sha256; a mismatch or a
+non-zero exit is a failure. Ratios are printed against the targets, and the last line is one
+JSON object of the figures. ``--quick`` uses 16 MiB and 200 clients. Needs root, atftp,
+atftpd and the tftpd-hpa binary that ``scripts/bootstrap`` unpacks into ``.tools``.
+
+Internal modes: ``--serve DIR`` runs Roost's server (bench's own process, so the measured code
+is exactly ``TFTPServer``); ``--clients N`` runs N concurrent clients inside the client
+namespace and prints their JSON result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SRV_NS, CLI_NS = "rtf-bs", "rtf-bc"
+SRV_IF, CLI_IF = "rtf-bs0", "rtf-bc0"
+SRV_IP, CLI_IP = "10.79.0.1", "10.79.0.2"
+HPA = REPO / ".tools/tftpd-hpa/usr/sbin/in.tftpd"
+BLKSIZE = 1468
+SERVERS = ("roost", "tftpd-hpa", "atftpd")
+
+
+def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, check=check, capture_output=True, text=True)
+
+
+@contextlib.contextmanager
+def namespaces() -> Iterator[None]:
+    for ns in (SRV_NS, CLI_NS):
+        sh("ip", "netns", "del", ns, check=False)
+    try:
+        sh("ip", "netns", "add", SRV_NS)
+        sh("ip", "netns", "add", CLI_NS)
+        sh("ip", "link", "add", SRV_IF, "netns", SRV_NS, "type", "veth",
+           "peer", CLI_IF, "netns", CLI_NS)  # fmt: skip
+        for ns, ifname, ip in ((SRV_NS, SRV_IF, SRV_IP), (CLI_NS, CLI_IF, CLI_IP)):
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", ifname)
+            sh("ip", "-n", ns, "link", "set", ifname, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        yield
+    finally:
+        for ns in (SRV_NS, CLI_NS):
+            sh("ip", "netns", "del", ns, check=False)
+
+
+def server_command(name: str, root: Path, workers: int) -> list[str]:
+    if name == "roost":
+        return [sys.executable, __file__, "--serve", str(root), "--workers", str(workers)]
+    if name == "tftpd-hpa":
+        return [str(HPA), "-L", "-s", "-u", "root", "-a", f"{SRV_IP}:69", str(root)]
+    return [
+        "atftpd", "--daemon", "--no-fork", "--bind-address", SRV_IP, "--port", "69",
+        "--user", "root", "--group", "root", "--maxthread", "2000", "--logfile", "/dev/null",
+        str(root),
+    ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def running(name: str, root: Path, workers: int) -> Iterator[None]:
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", SRV_NS, *server_command(name, root, workers)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(100):
+            if sh("ip", "netns", "exec", SRV_NS, "ss", "-Hlun", "sport = :69").stdout.strip():
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited: {proc.stderr.read().decode() if proc.stderr else ''}"
+                )
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"{name} does not listen on port 69")
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def atftp(remote: str, local: Path, window: int | None) -> list[str]:
+    cmd = ["atftp", "-g", "-r", remote, "-l", str(local), "--option", f"blksize {BLKSIZE}"]
+    if window:
+        cmd += ["--option", f"windowsize {window}"]
+    return [*cmd, SRV_IP]
+
+
+def digest(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def single(remote: str, want: str, size: int, work: Path, window: int | None) -> float:
+    """MB/s of one download; 0.0 when the download is wrong."""
+    out = work / "single.out"
+    out.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    rc = subprocess.run(
+        ["ip", "netns", "exec", CLI_NS, *atftp(remote, out, window)],
+        capture_output=True,
+        timeout=300,
+    ).returncode
+    seconds = time.perf_counter() - t0
+    ok = rc == 0 and out.exists() and digest(out) == want
+    out.unlink(missing_ok=True)
+    return size / seconds / 1e6 if ok else 0.0
+
+
+def keep(
+    figures: dict[str, float], key: str, value: float, best: Callable[..., float] = max
+) -> None:
+    figures[key] = best(figures[key], value) if key in figures else value
+
+
+def concurrent(clients: int, work: Path, want: str) -> dict[str, float]:
+    res = sh(
+        "ip", "netns", "exec", CLI_NS, sys.executable, __file__,
+        "--clients", str(clients), "--out", str(work / "many"), "--want", want,
+    )  # fmt: skip
+    result: dict[str, float] = json.loads(res.stdout.strip().splitlines()[-1])
+    return result
+
+
+async def run_clients(n: int, out: Path, want: str) -> dict[str, float]:
+    """N atftp clients started at once; seconds until the last is done, and failures."""
+    t0 = time.perf_counter()
+    procs = [
+        await asyncio.create_subprocess_exec(
+            *atftp("one.bin", out / f"{i}.bin", None),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        for i in range(n)
+    ]
+    codes = await asyncio.gather(*(p.wait() for p in procs))
+    seconds = time.perf_counter() - t0
+    failures = 0
+    for i, rc in enumerate(codes):
+        path = out / f"{i}.bin"
+        if rc != 0 or not path.exists() or digest(path) != want:
+            failures += 1
+        path.unlink(missing_ok=True)
+    return {"seconds": seconds, "failures": failures}
+
+
+async def serve(root: Path, workers: int) -> None:
+    sys.path.insert(0, str(REPO / "src"))
+    from roost.tftp.resolver import DirectoryResolver
+    from roost.tftp.server import TFTPServer
+    from roost.tftp.session import Limits
+
+    server = TFTPServer(
+        DirectoryResolver(root),
+        host=SRV_IP,
+        port=69,
+        limits=Limits(max_blksize=BLKSIZE, max_windowsize=64),
+        workers=workers,
+        max_transfers=2000,
+        mac_lookup=lambda ip: None,
+    )
+    await server.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="16 MiB and 200 clients (< 60 s)")
+    ap.add_argument("--workers", type=int, default=4, help="Roost's tftp.workers (default 4)")
+    ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--clients", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--want", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        import uvloop
+
+        with contextlib.suppress(KeyboardInterrupt):
+            uvloop.run(serve(args.serve, args.workers))
+        return 0
+    if args.clients:
+        args.out.mkdir(parents=True, exist_ok=True)
+        print(json.dumps(asyncio.run(run_clients(args.clients, args.out, args.want))))
+        return 0
+    missing = [t for t in ("atftp", "atftpd", "ip", "ss") if not shutil.which(t)]
+    if os.geteuid() != 0 or missing or not HPA.exists():
+        print(f"bench/tftp.py needs root, {missing or ''} and {HPA} (run scripts/bootstrap)")
+        return 2
+
+    big_mib, clients, rounds = (16, 200, 1) if args.quick else (64, 500, 3)
+    work = Path(tempfile.mkdtemp(prefix="rtf-bench-", dir="/dev/shm"))
+    root = work / "root"
+    root.mkdir()
+    figures: dict[str, float] = {"big_mib": big_mib, "clients": clients,
+                                 "roost_workers": args.workers}  # fmt: skip
+    try:
+        big, one = root / "big.bin", root / "one.bin"
+        big.write_bytes(os.urandom(big_mib << 20))
+        one.write_bytes(os.urandom(1 << 20))
+        root.chmod(0o755)
+        want_big, want_one = digest(big), digest(one)
+        size = big.stat().st_size
+        with namespaces():
+            # Rounds alternate the servers, so a load that comes and goes on the machine
+            # touches each of them; the best figure of each kind is kept.
+            for r in range(rounds):
+                for name in SERVERS:
+                    key = name.replace("-", "_")
+                    with running(name, root, args.workers):
+                        keep(
+                            figures,
+                            f"{key}_ws1_MBps",
+                            single("big.bin", want_big, size, work, None),
+                        )
+                        if name != "tftpd-hpa":
+                            keep(figures, f"{key}_ws16_MBps",
+                                 single("big.bin", want_big, size, work, 16))  # fmt: skip
+                        many = concurrent(clients, work, want_one)
+                    keep(figures, f"{key}_concurrent_s", many["seconds"], best=min)
+                    failed = f"{key}_concurrent_failures"
+                    figures[failed] = figures.get(failed, 0) + many["failures"]
+                    ws16 = figures.get(f"{key}_ws16_MBps")
+                    print(
+                        f"round {r + 1}  {name:10} ws1 {figures[f'{key}_ws1_MBps']:7.1f} MB/s"
+                        + (f"  ws16 {ws16:7.1f} MB/s" if ws16 is not None else " " * 20)
+                        + f"  {clients} x 1 MiB {many['seconds']:6.2f} s,"
+                        + f" {int(many['failures'])} failed   (best so far)",
+                        flush=True,
+                    )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    def ratio(a: float, b: float) -> float:
+        return round(a / b, 2) if b else 0.0
+
+    figures["single_vs_tftpd_hpa"] = ratio(figures["roost_ws1_MBps"], figures["tftpd_hpa_ws1_MBps"])
+    figures["ws16_vs_ws1"] = ratio(figures["roost_ws16_MBps"], figures["roost_ws1_MBps"])
+    figures["concurrent_vs_atftpd"] = ratio(
+        figures["atftpd_concurrent_s"], figures["roost_concurrent_s"]
+    )
+    print(f"single stream vs tftpd-hpa   {figures['single_vs_tftpd_hpa']:5.2f}x (target >= 1.0)")
+    print(f"windowsize 16 vs lockstep    {figures['ws16_vs_ws1']:5.2f}x (target >= 4.0)")
+    print(
+        f"{clients} concurrent vs atftpd  {figures['concurrent_vs_atftpd']:5.2f}x (target >= 1.0,"
+    )
+    print(f"    {int(figures['roost_concurrent_failures'])} Roost failures; target 0)")
+    print(json.dumps({k: round(v, 3) for k, v in figures.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

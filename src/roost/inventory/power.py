@@ -1,0 +1,187 @@
+"""The seam between the inventory and the power driver library (``roost.power``).
+
+Everything the inventory needs from the library goes through the module object
+:data:`library`: ``load_driver(name)`` → a driver class with ``SETTINGS`` (each spec with
+``name``, ``type`` and ``secret``), ``validate_settings(cls, raw)`` → settings, and instances
+with ``power_on``, ``power_off``, ``power_cycle``, ``power_status`` and ``set_boot_device``.
+A driver whose own dependencies are missing is a precise 422, not a crash. The driver's
+settings declaration decides which values are secret: those are sealed by
+:mod:`roost.secrets` and shown as ``***``, never returned or logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+from typing import Any
+
+import roost.power as library
+from roost.errors import Invalid, RoostError
+from roost.inventory.models import NodeRow
+from roost.secrets import REDACTED, SecretBox
+
+log = logging.getLogger(__name__)
+
+_PURPOSE = "roost.node.power"
+
+
+class PowerAction(StrEnum):
+    on = "on"
+    off = "off"
+    cycle = "cycle"
+    status = "status"
+
+
+class BootDevice(StrEnum):
+    pxe = "pxe"
+    disk = "disk"
+
+
+class PowerActionFailed(RoostError):
+    status = 502
+    title = "Power action failed"
+
+
+def driver_class(name: str) -> Any:
+    try:
+        return library.load_driver(name)
+    except (LookupError, ImportError, RoostError) as exc:
+        raise Invalid(f"power driver {name!r} is not installed ({exc})") from None
+
+
+def secret_names(cls: Any) -> set[str]:
+    return {spec.name for spec in getattr(cls, "SETTINGS", ()) if spec.secret}
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "get_secret_value"):
+        return value.get_secret_value()
+    if isinstance(value, Enum):
+        return value.value
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _coerce(cls: Any, key: str, value: Any) -> Any:
+    """Text from the CLI (``--power-setting port=623``) or CSV becomes the declared type; what
+    does not convert is left for the driver's validation to refuse by name."""
+    spec = next((s for s in getattr(cls, "SETTINGS", ()) if s.name == key), None)
+    if spec is None or not isinstance(value, str) or spec.type is str:
+        return value
+    if spec.type is bool:
+        word = value.strip().lower()
+        return True if word in _TRUE else False if word in _FALSE else value
+    if spec.type in (int, float):
+        try:
+            return spec.type(value)
+        except ValueError:
+            return value
+    return value
+
+
+@dataclass(frozen=True)
+class SealedPower:
+    driver: str
+    plain: dict[str, Any]
+    sealed: str | None
+
+
+def prepare(box: SecretBox, node: NodeRow | None, driver: str, raw: dict[str, Any]) -> SealedPower:
+    """Validate ``raw`` against the driver's declaration and split it into plain and sealed.
+
+    A secret given as ``***`` (what the API shows) keeps the node's stored value, so an
+    exported node re-imports without its secrets ever leaving the server.
+    """
+    cls = driver_class(driver)
+    secrets = secret_names(cls)
+    merged = dict(raw)
+    if node is not None and node.power_driver == driver:
+        stored = current_settings(box, node)
+        for key, value in raw.items():
+            if value == REDACTED and key in secrets:
+                if key in stored:
+                    merged[key] = stored[key]
+                else:
+                    del merged[key]
+    else:
+        merged = {k: v for k, v in raw.items() if not (v == REDACTED and k in secrets)}
+    merged = {k: _coerce(cls, k, v) for k, v in merged.items()}
+    validated = {k: _jsonable(v) for k, v in library.validate_settings(cls, merged).items()}
+    plain = {k: v for k, v in validated.items() if k not in secrets}
+    hidden = {k: v for k, v in validated.items() if k in secrets}
+    return SealedPower(driver, plain, box.seal_json(hidden, _PURPOSE) if hidden else None)
+
+
+def apply(node: NodeRow, power: SealedPower | None) -> None:
+    if power is None:
+        node.power_driver, node.power_settings, node.power_secrets = None, {}, None
+    else:
+        node.power_driver, node.power_settings = power.driver, power.plain
+        node.power_secrets = power.sealed
+    node.power_state = None
+
+
+def current_settings(box: SecretBox, node: NodeRow) -> dict[str, Any]:
+    """The node's full settings, secrets opened: for the driver only, never for output."""
+    opened = box.open_json(node.power_secrets, _PURPOSE) if node.power_secrets else {}
+    return {**node.power_settings, **opened}
+
+
+def shown(node: NodeRow) -> dict[str, Any]:
+    """What the API and exports show: plain values, and ``***`` for every stored secret."""
+    if not node.power_driver:
+        return {}
+    masked = dict(node.power_settings)
+    if node.power_secrets:
+        try:
+            masked.update(dict.fromkeys(secret_names(driver_class(node.power_driver)), REDACTED))
+        except Invalid:
+            masked["secrets"] = REDACTED
+    return masked
+
+
+def instance(box: SecretBox, node: NodeRow) -> Any:
+    if not node.power_driver:
+        raise Invalid(
+            f"node {node.id} has no power driver; set one with "
+            "`roost node set NODE --power-driver NAME --power-setting KEY=VALUE`"
+        )
+    cls = driver_class(node.power_driver)
+    return cls(library.validate_settings(cls, current_settings(box, node)))
+
+
+async def act(driver: Any, action: PowerAction) -> str:
+    """Run one action through the driver and return the power state it verified."""
+    try:
+        if action is PowerAction.on:
+            state = await driver.power_on()
+        elif action is PowerAction.off:
+            state = await driver.power_off()
+        elif action is PowerAction.cycle:
+            state = await driver.power_cycle()
+        else:
+            state = await driver.power_status()
+    except RoostError:
+        raise
+    except Exception as exc:
+        log.warning("power %s failed: %s", action.value, type(exc).__name__)
+        raise PowerActionFailed(f"power {action.value} failed: {exc}") from None
+    return str(getattr(state, "value", state))
+
+
+async def boot_device(driver: Any, device: BootDevice) -> None:
+    wanted: Any = (
+        library.BootDevice(device.value) if hasattr(library, "BootDevice") else device.value
+    )
+    try:
+        await driver.set_boot_device(wanted)
+    except RoostError:
+        raise
+    except Exception as exc:
+        log.warning("setting boot device failed: %s", type(exc).__name__)
+        raise PowerActionFailed(f"setting boot device {device.value} failed: {exc}") from None

@@ -1,0 +1,154 @@
+"""The inventory service: nodes appear by themselves from what the network tells Roost.
+
+It follows the event bus live (``dhcp.lease.*``, ``discovery.host.*``, ``boot.*``). An event
+whose ``data.mac`` is unknown creates a ``discovered`` node in the event's site; a known MAC
+refreshes the node's address and last-seen time, and a boot callback's ``facts`` are stored.
+Events are handled one at a time in arrival order; a failure is logged and counted, never
+fatal. At start it also makes sure the CA and the secrets key exist ("created at first start").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from roost.db.models import utcnow
+from roost.errors import Invalid
+from roost.events import Event, EventFilter, SubscriberTooSlow
+from roost.inventory import store
+from roost.inventory.nodes import publish
+from roost.pki import tokens
+from roost.pki.enroll import authority
+from roost.secrets import secret_box
+from roost.service import Health, Runtime, Service
+
+log = logging.getLogger(__name__)
+
+WATCHED = ("dhcp.lease.", "discovery.host.", "boot.")
+
+
+def _ip(value: Any) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value)) if value else None
+    except ValueError:
+        return None
+
+
+async def observe(runtime: Runtime, ev: Event) -> store.StateChange | None:
+    """Apply one event to the inventory; return the creation it caused, if any."""
+    mac = store.normalize_mac(str(ev.data["mac"]))
+    ip = _ip(ev.data.get("ip"))
+    facts = ev.data.get("facts")
+    vendor = ev.data.get("vendor")
+    async with runtime.db.session() as s:
+        node = await store.node_by_mac(s, mac)
+        change = None
+        if node is None:
+            node, change = await store.create_node(
+                s,
+                mac=mac,
+                site=ev.site or runtime.settings.site,
+                ip=ip,
+                seen=ev.time,
+                reason=f"seen in {ev.type}",
+                vendor=vendor[:128] if isinstance(vendor, str) else None,
+            )
+        else:
+            node.last_seen = max(node.last_seen or ev.time, ev.time)
+            node.ip = ip or node.ip
+        if ip and node.interfaces:
+            iface = next((i for i in node.interfaces if i.mac == mac), None)
+            if iface is not None and ip not in iface.addresses:
+                iface.addresses = [*iface.addresses, ip]
+        if ev.type == "boot.callback" and isinstance(facts, dict):
+            node.facts = {**(node.facts or {}), **facts}
+    return change
+
+
+class InventoryService:
+    name = "inventory"
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.handled = 0
+        self.failed = 0
+        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ready = asyncio.Event()
+
+    async def start(self) -> None:
+        settings = self.runtime.settings
+        await asyncio.to_thread(authority, settings)
+        secret_box(settings.data_dir)
+        self._tasks.append(asyncio.create_task(self._purge(), name="inventory-purge"))
+        if settings.nodes.auto_discover:
+            self._task = asyncio.create_task(self._follow(), name="inventory-follow")
+            await self._ready.wait()
+
+    async def stop(self) -> None:
+        tasks = [*self._tasks, *([self._task] if self._task else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._task, self._tasks = None, []
+
+    def health(self) -> Health:
+        if self.runtime.settings.nodes.auto_discover and (self._task is None or self._task.done()):
+            return Health(False, "not following events")
+        return Health(True, f"{self.handled} events handled, {self.failed} failed")
+
+    async def _follow(self) -> None:
+        while True:
+            # subscribe() registers at once, so nothing published after start() is missed.
+            with self.runtime.bus.subscribe(EventFilter(types=WATCHED)) as sub:
+                self._ready.set()
+                try:
+                    while (ev := await sub.get()) is not None:
+                        await self._handle(ev)
+                    return
+                except SubscriberTooSlow:
+                    log.warning("inventory fell behind the event stream; following again")
+
+    async def _purge(self) -> None:
+        """Hourly: drop enrollment tokens that expired more than a day ago (the boot renderer
+        issues one per rendered document, so they would otherwise pile up)."""
+        while True:
+            try:
+                async with self.runtime.db.session() as s:
+                    gone = await tokens.purge(s, utcnow())
+                if gone:
+                    log.info("purged %d expired enrollment tokens", gone)
+            except Exception:
+                log.exception("purging enrollment tokens failed")
+            await asyncio.sleep(3600)
+
+    async def _handle(self, ev: Event) -> None:
+        if not isinstance(ev.data.get("mac"), str):
+            return
+        try:
+            try:
+                change = await observe(self.runtime, ev)
+            except IntegrityError:
+                # Another replica or an enrollment created the node at the same moment.
+                change = await observe(self.runtime, ev)
+            await publish(self.runtime, [change])
+        except Invalid as exc:
+            self.failed += 1
+            log.warning("inventory dropped event %s (%s): %s", ev.id, ev.type, exc)
+            return
+        except Exception:
+            self.failed += 1
+            log.exception("inventory could not handle event %s (%s)", ev.id, ev.type)
+            return
+        self.handled += 1
+
+
+def make(runtime: Runtime) -> Service | None:
+    return InventoryService(runtime)

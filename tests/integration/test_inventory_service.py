@@ -1,0 +1,107 @@
+"""Nodes appear by themselves: the inventory service follows DHCP, discovery and boot events."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from roost.events import EventFilter
+from roost.inventory.service import InventoryService, make
+from roost.service import Runtime
+
+
+@pytest.fixture
+async def service(runtime: Runtime) -> AsyncIterator[InventoryService]:
+    svc = make(runtime)
+    assert isinstance(svc, InventoryService)
+    await svc.start()
+    try:
+        yield svc
+    finally:
+        await svc.stop()
+
+
+async def _settled(svc: InventoryService, handled: int) -> None:
+    for _ in range(500):
+        if svc.handled + svc.failed >= handled:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"inventory handled {svc.handled}, failed {svc.failed}")
+
+
+async def test_unknown_mac_becomes_discovered_and_known_mac_is_refreshed(
+    runtime: Runtime, service: InventoryService, api: httpx.AsyncClient
+) -> None:
+    bus = runtime.bus
+    await bus.publish(
+        "dhcp.lease.bound",
+        "52:54:00:aa:00:01",
+        {"mac": "52:54:00:AA:00:01", "ip": "10.0.0.5"},
+        site="lab",
+    )
+    await bus.publish(
+        "discovery.host.found",
+        "10.0.0.6",
+        {"mac": "52:54:00:aa:00:02", "ip": "10.0.0.6", "vendor": "QEMU"},
+    )
+    await bus.publish("dhcp.lease.bound", "x", {"mac": "52:54:00:aa:00:01", "ip": "10.0.0.9"})
+    await bus.publish(
+        "boot.callback", "x", {"mac": "52:54:00:aa:00:02", "ip": "10.0.0.6", "facts": {"cpus": 4}}
+    )
+    await bus.publish("dhcp.lease.bound", "x", {"mac": "not-a-mac"})
+    await bus.publish("dhcp.lease.released", "x", {"no": "mac"})
+    await _settled(service, 5)
+    assert (service.handled, service.failed) == (4, 1)
+    nodes = {n["mac"]: n for n in (await api.get("/api/v1/nodes")).json()}
+    first, second = nodes["52:54:00:aa:00:01"], nodes["52:54:00:aa:00:02"]
+    assert first["state"] == second["state"] == "discovered"
+    assert first["site"] == "lab" and second["site"] == runtime.settings.site
+    assert first["ip"] == "10.0.0.9"
+    assert first["interfaces"][0]["addresses"] == ["10.0.0.5", "10.0.0.9"]
+    assert second["vendor"] == "QEMU" and second["facts"] == {"cpus": 4}
+    assert second["state_reason"] == "seen in discovery.host.found"
+    created = await bus.history(EventFilter(types=("node.state.changed",)))
+    assert sorted(e.data["mac"] for e in created) == ["52:54:00:aa:00:01", "52:54:00:aa:00:02"]
+    assert all(e.data["from"] is None and e.data["to"] == "discovered" for e in created)
+    assert service.health().ok
+
+
+async def test_start_creates_the_ca_and_the_secrets_key(
+    runtime: Runtime, service: InventoryService
+) -> None:
+    data = runtime.settings.data_dir
+    for path in (data / "pki" / "ca.key", data / "secret.key"):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+    assert (data / "pki" / "ca.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+
+
+async def test_node_brief_for_the_boot_renderer(runtime: Runtime, api: httpx.AsyncClient) -> None:
+    from roost.inventory.lookup import node_brief
+
+    made = await api.post(
+        "/api/v1/nodes",
+        json={
+            "mac": "52:54:00:aa:00:10",
+            "hostname": "n10",
+            "tags": ["gpu"],
+            "architecture": "arm64",
+            "interfaces": [{"mac": "52:54:00:aa:00:11"}],
+        },
+    )
+    assert made.status_code == 201, made.text
+    brief = await node_brief(runtime.db, "52-54-00-AA-00-11")
+    assert brief is not None
+    assert (brief.id, brief.mac, brief.hostname, brief.tags, brief.architecture) == (
+        made.json()["id"],
+        "52:54:00:aa:00:10",
+        "n10",
+        ("gpu",),
+        "arm64",
+    )
+    assert await node_brief(runtime.db, "52:54:00:aa:00:99") is None
+    assert await node_brief(runtime.db, "garbage") is None

@@ -1,0 +1,97 @@
+"""The TFTP service inside a runtime: settings, the entry point, and ``boot.tftp.transfer``
+events on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from roost.errors import ConfigError
+from roost.events import Event, EventFilter
+from roost.service import Runtime
+from roost.settings import Settings, TFTPSettings, load_settings
+from roost.tftp.files import MemoryFile, TFTPFile
+from roost.tftp.service import EVENT_TRANSFER, TFTPService, make
+from tests.integration.tftp_helpers import need, run, sha256
+
+
+def test_entry_point_and_defaults(tmp_path: Path) -> None:
+    eps = {ep.name: ep.value for ep in entry_points(group="roost.services")}
+    assert eps["tftp"] == "roost.tftp.service:make"
+    s = load_settings(None, {"data_dir": tmp_path})
+    assert (s.tftp.enabled, s.tftp.host, s.tftp.port) == (False, "0.0.0.0", 69)
+    assert make(Runtime.create(s)) is None  # port 69 stays unbound unless enabled
+    named = s.model_copy(update={"tftp": TFTPSettings(enabled=True, host="pxe.example")})
+    with pytest.raises(ConfigError, match=r"tftp\.host"):
+        make(Runtime.create(named))
+
+
+def with_tftp(settings: Settings, **kw: Any) -> Settings:
+    tftp = TFTPSettings(enabled=True, host="127.0.0.1", port=0, **kw)
+    return settings.model_copy(update={"tftp": tftp})
+
+
+async def wait_events(runtime: Runtime, count: int) -> list[Event]:
+    for _ in range(200):
+        found = await runtime.bus.history(EventFilter(types=(EVENT_TRANSFER,)))
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"expected {count} {EVENT_TRANSFER} events")
+
+
+async def test_service_serves_root_and_publishes_events(
+    runtime: Runtime, settings: Settings, tmp_path: Path
+) -> None:
+    need("curl")
+    svc = make(Runtime(with_tftp(settings), runtime.db, runtime.bus))
+    assert isinstance(svc, TFTPService)
+    assert svc.root == settings.data_dir / "tftp"
+    await svc.start()
+    try:
+        assert svc.root.is_dir()
+        (svc.root / "undionly.kpxe").write_bytes(b"\x55\xaa" * 5000)
+        url = f"tftp://127.0.0.1:{svc.server.port}"
+        rc, out = await run("curl", "-sS", "-o", "got", f"{url}/undionly.kpxe", cwd=tmp_path)
+        assert rc == 0, out
+        assert sha256(tmp_path / "got") == sha256(svc.root / "undionly.kpxe")
+        await run("curl", "-sS", "-o", "none", f"{url}/missing.efi", cwd=tmp_path)
+        assert svc.health().ok
+        events = await wait_events(runtime, 2)
+    finally:
+        await svc.stop()
+    ok, missing = events[0].data, events[1].data
+    assert {k: ok[k] for k in ("mac", "ip", "file", "bytes", "outcome")} == {
+        "mac": None, "ip": "127.0.0.1", "file": "undionly.kpxe", "bytes": 10000, "outcome": "ok",
+    }  # fmt: skip
+    assert ok["seconds"] >= 0
+    assert (missing["file"], missing["outcome"]) == ("missing.efi", "not_found")
+    assert events[0].subject == "127.0.0.1"
+    assert not svc.health().ok
+
+
+class Greeting:
+    async def resolve(self, path: str, client: tuple[str, int]) -> TFTPFile | None:
+        return MemoryFile(f"#!ipxe\necho {client[0]}\n".encode()) if path == "boot.ipxe" else None
+
+
+async def test_other_resolvers_go_before_the_directory(
+    runtime: Runtime, settings: Settings, tmp_path: Path
+) -> None:
+    need("curl")
+    svc = make(Runtime(with_tftp(settings, root=tmp_path / "files"), runtime.db, runtime.bus))
+    assert isinstance(svc, TFTPService)
+    svc.chain.resolvers.insert(0, Greeting())
+    await svc.start()
+    try:
+        (tmp_path / "files" / "boot.ipxe").write_text("from disk\n")
+        url = f"tftp://127.0.0.1:{svc.server.port}/boot.ipxe"
+        rc, out = await run("curl", "-sS", "-o", "got", url, cwd=tmp_path)
+    finally:
+        await svc.stop()
+    assert rc == 0, out
+    assert (tmp_path / "got").read_text() == "#!ipxe\necho 127.0.0.1\n"

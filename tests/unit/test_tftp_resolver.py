@@ -1,0 +1,124 @@
+"""Resolvers: the traversal corpus is refused, files inside the root are served."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from roost.tftp.files import MemoryFile, TFTPFile, to_netascii
+from roost.tftp.resolver import ChainResolver, DirectoryResolver, TFTPDenied, safe_parts
+
+pytestmark = pytest.mark.unit
+
+CLIENT = ("192.0.2.10", 2000)
+
+# Names a client could use to reach outside the root; every one must be refused.
+TRAVERSAL = [
+    "..",
+    "../secret",
+    "../../../../etc/passwd",
+    "a/../../secret",
+    "a/b/../../../secret",
+    "/etc/passwd",
+    "//etc/passwd",
+    "/srv/tftp/ipxe.efi",
+    "..\\secret",
+    "a\\..\\..\\secret",
+    "C:\\Windows\\win.ini",
+    "ipxe.efi\0../../secret",
+    "\0",
+    "a\x01b",
+    "a\nb",
+    "x" * 256,
+    "a/" * 128 + "b",
+    "out/secret",  # symlink to a directory outside the root
+    "out-file",  # symlink to a file outside the root
+    "",
+    ".",
+    "./",
+]
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"secret")
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "ipxe.efi").write_bytes(b"EFI" * 100)
+    (root / "sub" / "undionly.kpxe").write_bytes(b"kpxe")
+    (root / "out").symlink_to(outside)
+    (root / "out-file").symlink_to(outside / "secret")
+    (root / "in-link").symlink_to(root / "sub" / "undionly.kpxe")
+    os.mkfifo(root / "fifo")
+    return root
+
+
+def read_all(f: TFTPFile) -> bytes:
+    buf = bytearray(f.size)
+    n = f.readinto(0, memoryview(buf))
+    f.close()
+    return bytes(buf[:n])
+
+
+@pytest.mark.parametrize("name", TRAVERSAL)
+async def test_traversal_corpus_is_refused(tree: Path, name: str) -> None:
+    with pytest.raises(TFTPDenied):
+        await DirectoryResolver(tree).resolve(name, CLIENT)
+
+
+async def test_files_inside_the_root_are_served(tree: Path) -> None:
+    r = DirectoryResolver(tree)
+    for name, want in [
+        ("ipxe.efi", b"EFI" * 100),
+        ("sub/undionly.kpxe", b"kpxe"),
+        ("sub//./undionly.kpxe", b"kpxe"),
+        ("in-link", b"kpxe"),  # a symlink that stays inside the tree is fine
+    ]:
+        f = await r.resolve(name, CLIENT)
+        assert f is not None and read_all(f) == want
+
+
+async def test_missing_file_is_none_and_special_files_are_refused(tree: Path) -> None:
+    r = DirectoryResolver(tree)
+    assert await r.resolve("nope.efi", CLIENT) is None
+    assert await r.resolve("sub/nope/deeper", CLIENT) is None
+    with pytest.raises(TFTPDenied, match="regular"):
+        await r.resolve("fifo", CLIENT)  # and does not block opening it
+    with pytest.raises(TFTPDenied):
+        await r.resolve("sub", CLIENT)
+
+
+def test_safe_parts_normalises_harmless_forms() -> None:
+    assert safe_parts("pxelinux.cfg//01-aa-bb") == ["pxelinux.cfg", "01-aa-bb"]
+    assert safe_parts("./a/./b") == ["a", "b"]
+
+
+class Rendered:
+    """A resolver answering one name for one client IP, as a per-node script renderer would."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, tuple[str, int]]] = []
+
+    async def resolve(self, path: str, client: tuple[str, int]) -> TFTPFile | None:
+        self.asked.append((path, client))
+        return MemoryFile(b"#!ipxe\n") if path == "ipxe.efi" and client[0] == CLIENT[0] else None
+
+
+async def test_chain_asks_in_order_and_falls_through(tree: Path) -> None:
+    rendered = Rendered()
+    chain = ChainResolver([rendered, DirectoryResolver(tree)])
+    first = await chain.resolve("ipxe.efi", CLIENT)
+    assert first is not None and read_all(first) == b"#!ipxe\n"
+    other = await chain.resolve("ipxe.efi", ("192.0.2.99", 1))
+    assert other is not None and read_all(other) == b"EFI" * 100
+    assert await chain.resolve("nope", CLIENT) is None
+    assert [a[0] for a in rendered.asked] == ["ipxe.efi", "ipxe.efi", "nope"]
+
+
+def test_netascii_conversion() -> None:
+    f = to_netascii(MemoryFile(b"a\nb\rc\r\n"))
+    assert read_all(f) == b"a\r\nb\r\0c\r\0\r\n"
