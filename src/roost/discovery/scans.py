@@ -83,6 +83,9 @@ class ScanJob:
             stats = await engine
         except Exception as exc:
             state, error = "failed", f"{type(exc).__name__}: {exc}"
+            self.stop.set()  # e.g. the database failed: end the engine too, and wait for it
+            with contextlib.suppress(Exception):
+                await engine
         if self.stop.is_set() and state == "finished":
             state = "cancelled"
         await self._finish(state, error, stats, time.monotonic() - started)
