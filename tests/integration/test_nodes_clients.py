@@ -44,37 +44,25 @@ def _need(tool: str) -> str:
 
 
 @SQLITE_ONLY
-async def test_busybox_wget_enrolls_with_facts(live_url: str, runtime: Runtime) -> None:
+async def test_busybox_wget_enrolls_like_the_commissioning_image(
+    live_url: str, runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    """The commissioning image's /init POSTs its facts document (with ``mac`` and ``ip``) to
+    ``<roost.callback>/<roost.token>`` with busybox wget; pointed at the enroll endpoint, that
+    enrolls the node."""
     busybox = _need("busybox")
-    token = await issue_enrollment_token(runtime.db, mac="52:54:00:00:03:01", ttl="10m")
-    facts = {"cpus": 1, "memory_mib": 256, "disks": ["vda"]}
-    body = json.dumps({"token": token, "mac": "52:54:00:00:03:01", "facts": facts})
-    rc, out, err = await _run(
-        busybox,
-        "wget",
-        "-q",
-        "-O",
-        "-",
-        "--header",
-        "Content-Type: application/json",
-        "--post-data",
-        body,
-        f"{live_url}/api/v1/enroll",
-    )
+    mac = "52:54:00:00:03:01"
+    token = await issue_enrollment_token(runtime.db, mac=mac, ttl="10m")
+    facts = {"mac": mac, "ip": "10.0.0.31", "cpu": {"count": 1}, "firmware": "bios"}
+    argv = [busybox, "wget", "-q", "-O", "-", "--header", "Content-Type: application/json",
+            "--post-data", json.dumps(facts), f"{live_url}/api/v1/enroll/{token}"]  # fmt: skip
+    rc, out, err = await _run(*argv)
     assert rc == 0, err
     assert json.loads(out)["state"] == "ready"
-    rc, _, err = await _run(
-        busybox,
-        "wget",
-        "-q",
-        "-O",
-        "-",
-        "--header",
-        "Content-Type: application/json",
-        "--post-data",
-        body,
-        f"{live_url}/api/v1/enroll",
-    )
+    node = (await api.get(f"/api/v1/nodes/{mac}")).json()
+    assert node["facts"] == {"cpu": {"count": 1}, "firmware": "bios"}
+    assert node["ip"] == "10.0.0.31" and node["state"] == "ready"
+    rc, _, err = await _run(*argv)
     assert rc != 0 and "401" in err
 
 
