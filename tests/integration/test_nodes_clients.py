@@ -128,11 +128,11 @@ async def test_openssl_csr_gets_a_certificate_that_openssl_verifies(
 async def test_cli_inventory_end_to_end(live_url: str, admin_token: str, tmp_path: Path) -> None:
     base = [ROOST, "--url", live_url, "--token", admin_token]
 
-    async def roost(*args: str) -> str:
+    async def roost(*args: str, input: str | None = None) -> str:
         """The CLI in process (a worker thread; the server runs on this loop): the same Typer
         app as the ``roost`` command without paying its start-up per call."""
         result = await asyncio.to_thread(
-            CliRunner().invoke, cli_app, [*base[1:], *args], env={"COLUMNS": "200"}
+            CliRunner().invoke, cli_app, [*base[1:], *args], input, env={"COLUMNS": "200"}
         )
         assert result.exit_code == 0, (
             f"roost {' '.join(args)}: {result.output} {result.exception!r}"
@@ -184,6 +184,17 @@ async def test_cli_inventory_end_to_end(live_url: str, admin_token: str, tmp_pat
     await roost("node", "rm", "n1", "--yes")
     gone = await asyncio.to_thread(CliRunner().invoke, cli_app, [*base[1:], "node", "show", "n1"])
     assert gone.exit_code == 1 and "no node 'n1'" in str(gone.exception)
+    # Power drivers' own settings are flags; a secret given as "-" is prompted for.
+    await roost("node", "add", "52:54:00:00:04:09", "--hostname", "p1", "--power-driver", "fake",
+                "--machine", "rnd-cli", "--initial-state", "on", "--password", "-",
+                input="pw-from-prompt\n")  # fmt: skip
+    await roost("node", "set", "p1", "--fail-times", "0")
+    assert "power on" in await roost("node", "power", "p1", "status")
+    assert "next boot from pxe" in await roost("node", "boot-device", "p1", "pxe")
+    shown = json.loads(await roost("node", "show", "p1", "--json"))
+    assert shown["power"]["settings"]["password"] == "***"
+    assert shown["power"]["settings"]["machine"] == "rnd-cli"
+    assert "--initial-state" in await roost("node", "drivers", "fake")
     # The installed command itself: errors exit 1 with the server's precise message.
     rc, _, err = await _run(*base, "node", "power", "52:54:00:00:04:02", "on")
     assert rc == 1 and "has no power driver" in err

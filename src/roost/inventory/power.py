@@ -12,6 +12,7 @@ settings declaration decides which values are secret: those are sealed by
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any
@@ -48,6 +49,22 @@ def driver_class(name: str) -> Any:
         return library.load_driver(name)
     except (LookupError, ImportError, RoostError) as exc:
         raise Invalid(f"power driver {name!r} is not installed ({exc})") from None
+
+
+def available() -> list[str]:
+    return list(library.available_drivers())
+
+
+def declaration(driver: str) -> list[dict[str, Any]]:
+    """A driver's settings as data, each with the flag it is on the command line."""
+    specs = library.describe(driver_class(driver))
+    return [{**s, "flag": "--" + s["name"].replace("_", "-")} for s in specs]
+
+
+def settings_from_flags(driver: str, args: Sequence[str]) -> dict[str, Any]:
+    """Driver-specific command-line flags (``--host 10.0.0.9 --port 623``) as raw settings,
+    read by the driver's own declaration: each declared setting is a flag of ``roost node``."""
+    return dict(library.parse_cli_args(driver_class(driver), list(args)))
 
 
 def secret_names(cls: Any) -> set[str]:
