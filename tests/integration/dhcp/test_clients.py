@@ -66,6 +66,7 @@ class DHClient:
         return m.group(1) if m else None
 
 
+@pytest.mark.slow
 def test_dhclient_full_life_cycle(link: Link) -> None:
     need("dhclient")
     srv = link.server
