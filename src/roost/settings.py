@@ -9,16 +9,18 @@ inside Roost reads the environment.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from contextvars import ContextVar
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -91,6 +93,41 @@ class BootSettings(Section):
     """Import the iPXE binaries of Debian's ``ipxe`` package into the store at start."""
     ipxe_dir: Path = Path("/usr/lib/ipxe")
     """Where Debian's ``ipxe`` package puts ``undionly.kpxe``, ``ipxe.efi``, ``snponly.efi``."""
+
+
+class DHCPSettings(Section):
+    """The DHCP server. It is off until told which interfaces to serve: Roost never answers
+    DHCP on an interface nobody named."""
+
+    interfaces: Annotated[list[str], NoDecode] = []
+    """Interfaces to serve (bound with SO_BINDTODEVICE); empty means the server is off.
+    In the environment: ``ROOST_DHCP__INTERFACES='["eth1"]'`` or ``eth1,eth2``."""
+    proxy: bool = False
+    """ProxyDHCP: answer only PXE clients, with boot information and no address (ports 67
+    and 4011), beside another DHCP server that hands out the addresses."""
+    authoritative: bool = True
+    """NAK requests for addresses this server knows are wrong (RFC 2131 §4.3.2)."""
+    offer_hold: float = Field(default=30.0, gt=0, le=3600)
+    """Seconds an offered address stays reserved for the client it was offered to."""
+    decline_hold: float = Field(default=86400.0, ge=0)
+    """Seconds a declined address (in use by someone else) stays out of the pool."""
+    probe: bool = False
+    """Ping a new address before offering it and skip it when something answers."""
+    probe_timeout: float = Field(default=0.3, gt=0, le=5)
+    """Seconds to wait for an answer to that ping."""
+    sweep_interval: float = Field(default=10.0, gt=0)
+    """Seconds between expiry sweeps of the lease table."""
+    events_offered: bool = True
+    """Publish ``dhcp.lease.offered`` for every OFFER (busy networks may turn this off)."""
+
+    @field_validator("interfaces", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            if v.lstrip().startswith("["):
+                return json.loads(v)
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
 
 
 class TFTPSettings(Section):
@@ -196,6 +233,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     events: EventSettings = EventSettings()
     boot: BootSettings = BootSettings()
+    dhcp: DHCPSettings = DHCPSettings()
     tftp: TFTPSettings = TFTPSettings()
     nodes: NodeSettings = NodeSettings()
     discovery: DiscoverySettings = DiscoverySettings()

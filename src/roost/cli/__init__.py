@@ -6,7 +6,20 @@ import sys
 
 import typer
 
-from roost.cli import boot, config, demo, enroll, events, lab, node, scan, serve, token, wake
+from roost.cli import (
+    boot,
+    config,
+    demo,
+    dhcp,
+    enroll,
+    events,
+    lab,
+    node,
+    scan,
+    serve,
+    token,
+    wake,
+)
 from roost.cli.common import State
 from roost.client import ClientError
 from roost.errors import RoostError
@@ -33,6 +46,7 @@ app.command("serve")(serve.serve)
 app.add_typer(config.app, name="config")
 app.add_typer(token.app, name="token")
 app.add_typer(boot.app, name="boot")
+app.add_typer(dhcp.app, name="dhcp")
 app.command("events")(events.events)
 app.command("demo")(demo.demo)
 app.add_typer(node.app, name="node")

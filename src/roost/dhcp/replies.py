@@ -1,0 +1,176 @@
+"""Building DHCP replies: header fields (RFC 2131 Table 3), options in the client's order
+(RFC 2132 §9.8), boot information, option 82 echo, and where a reply goes (RFC 2131 §4.1).
+
+Pure functions the state machine in :mod:`roost.dhcp.server` calls once it has decided what
+to answer; kept apart so that module holds only the decisions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from roost.dhcp import pxe
+from roost.dhcp.codec import (
+    BOOTREPLY,
+    BROADCAST_FLAG,
+    DEFAULT_MAX_SIZE,
+    MIN_SIZE,
+    Packet,
+    encode,
+    ip_str,
+)
+from roost.dhcp.config import ReservationSpec, Subnet
+from roost.dhcp.options import MessageType, Opt
+
+BROADCAST = "255.255.255.255"
+ALWAYS = (Opt.SUBNET_MASK, Opt.ROUTERS, Opt.DNS_SERVERS, Opt.DOMAIN_NAME)
+"""Sent even when not asked for (as Kea and dnsmasq do); the rest only when requested."""
+BOOT_OPTIONS = (Opt.VENDOR_CLASS, Opt.VENDOR_SPECIFIC, Opt.TFTP_SERVER, Opt.BOOTFILE, Opt.IPXE)
+_TYPE_BYTES: dict[int, bytes] = {int(t): bytes((t,)) for t in MessageType}
+
+
+@dataclass(slots=True)
+class Reply:
+    data: bytes
+    dest: tuple[str, int]
+    mtype: int
+    durable: bool = False
+    arp: tuple[str, bytes] | None = None
+    """(ip, hardware address): unicast to a client without an address needs an ARP entry."""
+    probe: int | None = None
+    """An address to ping before this OFFER may leave (a new address, ``dhcp.probe`` on)."""
+
+
+def base(p: Packet, yiaddr: int, siaddr: int) -> Packet:
+    """A reply's header: RFC 2131 Table 3 (xid, flags, giaddr, chaddr copied; hops/secs 0)."""
+    return Packet(
+        BOOTREPLY, p.htype, p.hlen, 0, p.xid, 0, p.flags, p.ciaddr, yiaddr, siaddr, p.giaddr,
+        p.chaddr, bytes(64), bytes(128), {},
+    )  # fmt: skip
+
+
+def apply_boot(r: Packet, boot: pxe.BootReply, with_options: bool = True) -> None:
+    r.siaddr = boot.siaddr
+    r.file = boot.file.encode()[:127].ljust(128, b"\0")
+    if with_options:
+        r.options.update(boot.options)
+
+
+def build(
+    p: Packet,
+    mtype: int,
+    subnet: Subnet,
+    server: IPv4Address,
+    ip: int,
+    reservation: ReservationSpec | None,
+    http_port: int,
+    tags_for: pxe.TagsFor,
+    durable: bool = False,
+    lease: bool = True,
+) -> Reply:
+    """OFFER or ACK (``lease=False``: the ACK to an INFORM, without lease times)."""
+    r = base(p, ip, int(server))
+    if mtype == MessageType.OFFER:
+        r.ciaddr = 0  # RFC 2131 Table 3: ciaddr is 0 in an OFFER
+    opts = r.options
+    opts[Opt.MESSAGE_TYPE] = _TYPE_BYTES[mtype]
+    opts[Opt.SERVER_ID] = server.packed
+    if lease:
+        opts.update(subnet.lease_options)
+    have = subnet.options
+    extra: dict[int, bytes] = {}
+    if reservation is not None and reservation.hostname:
+        extra[Opt.HOSTNAME] = reservation.hostname.encode()
+    bc = pxe.classify(p)
+    if bc is not None:
+        node = reservation.boot if reservation else None
+        boot = pxe.decide(p, bc, subnet.spec.boot, server, http_port, node, tags_for)
+        if boot is not None:
+            apply_boot(r, boot, with_options=False)
+            extra.update(boot.options)
+    for code in p.options.get(Opt.PARAMETER_REQUEST_LIST, b""):
+        # RFC 2132 §9.8: in the order the client asked
+        if code not in opts:
+            value = extra.get(code) or have.get(code)
+            if value is not None:
+                opts[code] = value
+    for code in ALWAYS:
+        if code not in opts and code in have:
+            opts[code] = have[code]
+    for code in BOOT_OPTIONS:  # PXE ROMs need these whether or not they asked
+        if code in extra and code not in opts:
+            opts[code] = extra[code]
+    if Opt.RELAY_AGENT_INFO in p.options:  # RFC 3046 §2.2: echo it, last
+        opts[Opt.RELAY_AGENT_INFO] = p.options[Opt.RELAY_AGENT_INFO]
+    dest, arp = destination(p, r)
+    return Reply(finish(r, p), dest, mtype, durable, arp)
+
+
+def nak(p: Packet, server: IPv4Address, why: str) -> Reply:
+    r = base(p, 0, 0)
+    r.options[Opt.MESSAGE_TYPE] = _TYPE_BYTES[MessageType.NAK]
+    r.options[Opt.SERVER_ID] = server.packed
+    r.options[Opt.MESSAGE] = why.encode()
+    if Opt.RELAY_AGENT_INFO in p.options:
+        r.options[Opt.RELAY_AGENT_INFO] = p.options[Opt.RELAY_AGENT_INFO]
+    if p.giaddr:
+        r.flags |= BROADCAST_FLAG  # RFC 2131 §4.3.2: the relay must broadcast a NAK
+        return Reply(finish(r, p), (ip_str(p.giaddr), 67), MessageType.NAK)
+    return Reply(finish(r, p), (BROADCAST, 68), MessageType.NAK)
+
+
+def proxy(
+    p: Packet, mtype: int, server: IPv4Address, boot: pxe.BootReply, dest: tuple[str, int]
+) -> Reply:
+    """ProxyDHCP offer or ACK: boot information only, no address (PXE 2.1 §2.2.4)."""
+    r = base(p, 0, int(server))
+    r.options[Opt.MESSAGE_TYPE] = _TYPE_BYTES[mtype]
+    r.options[Opt.SERVER_ID] = server.packed
+    r.options[Opt.VENDOR_CLASS] = b"PXEClient"
+    apply_boot(r, boot)
+    if Opt.CLIENT_UUID in p.options:
+        r.options[Opt.CLIENT_UUID] = p.options[Opt.CLIENT_UUID]
+    return Reply(finish(r, p), dest, mtype)
+
+
+def finish(r: Packet, p: Packet) -> bytes:
+    """Encode within the client's size limit (overloading file/sname if needed), padded to
+    the BOOTP minimum."""
+    try:
+        data = encode(r, max_size(p))
+    except ValueError:  # too much even with overload: send it all and let the client cope
+        return encode(r)
+    return data if len(data) >= MIN_SIZE else data + bytes(MIN_SIZE - len(data))
+
+
+def destination(p: Packet, r: Packet) -> tuple[tuple[str, int], tuple[str, bytes] | None]:
+    """RFC 2131 §4.1: giaddr, else ciaddr, else broadcast flag, else unicast to yiaddr."""
+    if p.giaddr:
+        return (ip_str(p.giaddr), 67), None
+    if p.ciaddr:
+        return (ip_str(p.ciaddr), 68), None
+    if p.flags & BROADCAST_FLAG or not r.yiaddr:
+        return (BROADCAST, 68), None
+    yi = ip_str(r.yiaddr)
+    return (yi, 68), (yi, p.chaddr[: p.hlen])
+
+
+def client_key(p: Packet) -> bytes:
+    """RFC 2131 §4.2: the client identifier if sent, else hardware type + address."""
+    cid = p.options.get(Opt.CLIENT_ID)
+    if cid:
+        return b"\xff" + cid
+    return bytes((p.htype,)) + p.chaddr[: p.hlen]
+
+
+def hostname(p: Packet) -> str:
+    raw = p.options.get(Opt.HOSTNAME)
+    return raw.decode("utf-8", "replace") if raw else ""
+
+
+def max_size(p: Packet) -> int:
+    """RFC 2132 §9.10 maximum message size, less IP and UDP headers; at least 576 - 28."""
+    raw = p.options.get(Opt.MAX_MESSAGE_SIZE)
+    size = int.from_bytes(raw, "big") if raw and len(raw) == 2 else DEFAULT_MAX_SIZE
+    return max(DEFAULT_MAX_SIZE, min(size, 1500)) - 28

@@ -1,0 +1,253 @@
+"""Storage of the DHCP server: configuration CRUD with validation, and durable leases.
+
+Leases are written in batches (``save_leases``: one upsert per batch, one transaction), which
+is the group commit the service runs before it sends that batch's ACKs. Configuration writes
+validate against everything already stored (:mod:`roost.dhcp.config`), so the API and any
+other caller get the same messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+
+from roost.db import Database
+from roost.dhcp.codec import ip_str
+from roost.dhcp.config import (
+    Config,
+    ReservationSpec,
+    SubnetSpec,
+    check_reservation,
+    check_subnet,
+    compile_config,
+)
+from roost.dhcp.leases import Lease
+from roost.dhcp.models import DHCPLeaseRow, DHCPReservationRow, DHCPSubnetRow
+from roost.errors import Conflict, NotFound
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+async def list_subnets(db: Database) -> list[tuple[int, SubnetSpec]]:
+    async with db.session() as s:
+        rows = (await s.execute(select(DHCPSubnetRow).order_by(DHCPSubnetRow.id))).scalars()
+        return [(r.id, SubnetSpec.model_validate(r.spec)) for r in rows]
+
+
+async def list_reservations(db: Database) -> list[ReservationSpec]:
+    async with db.session() as s:
+        rows = (
+            await s.execute(select(DHCPReservationRow).order_by(DHCPReservationRow.ip))
+        ).scalars()
+        return [ReservationSpec.model_validate(r.spec) for r in rows]
+
+
+async def load_config(db: Database) -> Config:
+    return compile_config(await list_subnets(db), await list_reservations(db))
+
+
+async def put_subnet(db: Database, spec: SubnetSpec, create: bool) -> SubnetSpec:
+    others = [s for _, s in await list_subnets(db)]
+    exists = any(o.name == spec.name for o in others)
+    if create and exists:
+        raise Conflict(f"subnet {spec.name!r} exists; change it with PUT or pick another name")
+    if not create and not exists:
+        raise NotFound(f"no subnet {spec.name!r}; create it with POST first")
+    check_subnet(spec, others)
+    body = spec.model_dump(mode="json")
+    async with db.session() as s:
+        row = (
+            await s.execute(select(DHCPSubnetRow).where(DHCPSubnetRow.name == spec.name))
+        ).scalar_one_or_none()
+        if row is None:
+            s.add(DHCPSubnetRow(name=spec.name, spec=body))
+        else:
+            row.spec = body
+    return spec
+
+
+async def delete_subnet(db: Database, name: str) -> None:
+    async with db.session() as s:
+        res = await s.execute(delete(DHCPSubnetRow).where(DHCPSubnetRow.name == name))
+        if not getattr(res, "rowcount", 0):
+            raise NotFound(f"no subnet {name!r} (see `roost dhcp subnet list`)")
+
+
+async def put_reservation(
+    db: Database, spec: ReservationSpec, leases: list[Lease], now: float
+) -> ReservationSpec:
+    """Store a reservation after checking it against subnets, reservations and ``leases``."""
+    subnets = [s for _, s in await list_subnets(db)]
+    check_reservation(spec, subnets, await list_reservations(db), leases, now)
+    async with db.session() as s:
+        row = await s.get(DHCPReservationRow, spec.mac)
+        body = spec.model_dump(mode="json")
+        if row is None:
+            s.add(DHCPReservationRow(mac=spec.mac, ip=str(spec.ip), spec=body))
+        else:
+            row.ip, row.spec = str(spec.ip), body
+    return spec
+
+
+async def delete_reservation(db: Database, mac: str) -> None:
+    async with db.session() as s:
+        res = await s.execute(delete(DHCPReservationRow).where(DHCPReservationRow.mac == mac))
+        if not getattr(res, "rowcount", 0):
+            raise NotFound(f"no reservation for {mac} (see `roost dhcp reservation list`)")
+
+
+# -- leases -----------------------------------------------------------------------------------
+
+
+def _ts(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def _row(lease: Lease) -> dict[str, Any]:
+    return {
+        "ip": lease.ip,
+        "address": ip_str(lease.ip),
+        "client": lease.client,
+        "mac": lease.mac,
+        "hostname": lease.hostname,
+        "subnet_id": lease.subnet_id,
+        "state": lease.state,
+        "starts": _ts(lease.starts),
+        "expires": _ts(lease.expires),
+    }
+
+
+_SQLITE_SCHEMA = """CREATE TABLE IF NOT EXISTS dhcp_leases (
+    ip INTEGER PRIMARY KEY, address TEXT NOT NULL, client BLOB NOT NULL, mac TEXT NOT NULL,
+    hostname TEXT NOT NULL, subnet_id INTEGER NOT NULL, state TEXT NOT NULL,
+    starts REAL NOT NULL, expires REAL NOT NULL)"""
+_SQLITE_UPSERT = (
+    "INSERT OR REPLACE INTO dhcp_leases"
+    " (ip, address, client, mac, hostname, subnet_id, state, starts, expires)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SQLITE_SELECT = (
+    "SELECT ip, client, mac, hostname, subnet_id, state, starts, expires FROM dhcp_leases"
+)
+
+
+class LeaseStore:
+    """Durable leases, written in batches (the group commit before a batch's ACKs).
+
+    With PostgreSQL the leases live in the ``dhcp_leases`` table and a batch is one Core
+    executemany. With SQLite they live in their own file beside the database
+    (``<name>-dhcp-leases.db``): SQLite has one write lock per file, and sharing it with the
+    event writer made every lease commit wait out the other's transaction. The whole batch
+    (executemany + COMMIT with ``synchronous=FULL``) runs as one call in a worker thread, so
+    the packet loop waits for one hop, not one per statement.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.path: Path | None = None
+        if db.dialect == "sqlite":
+            name = make_url(db.url).database
+            if name and name != ":memory:":
+                p = Path(name)
+                self.path = p.with_name(f"{p.stem}-dhcp-leases.db")
+        self._conn: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        if self.path is None:
+            return
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000"):
+            conn.execute(f"PRAGMA {pragma}")
+        conn.execute(_SQLITE_SCHEMA)
+        self._conn = conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def load(self) -> list[Lease]:
+        if self.path is None:
+            return await _load_table(self.db)
+        if self._conn is None:
+            self.open()
+            try:
+                return self._load_sync()
+            finally:
+                self.close()
+        return self._load_sync()
+
+    def _load_sync(self) -> list[Lease]:
+        assert self._conn is not None
+        return [Lease(*row) for row in self._conn.execute(_SQLITE_SELECT)]
+
+    async def write(self, leases: list[Lease]) -> None:
+        if not leases:
+            return
+        if self._conn is None:
+            await _save_table(self.db, leases)
+            return
+        rows = [
+            (
+                x.ip,
+                ip_str(x.ip),
+                x.client,
+                x.mac,
+                x.hostname,
+                x.subnet_id,
+                x.state,
+                x.starts,
+                x.expires,
+            )
+            for x in leases
+        ]
+        await asyncio.get_running_loop().run_in_executor(None, self._write_sync, rows)
+
+    def _write_sync(self, rows: list[tuple[Any, ...]]) -> None:
+        assert self._conn is not None
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_SQLITE_UPSERT, rows)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+async def _save_table(db: Database, leases: list[Lease]) -> None:
+    rows = [_row(lease) for lease in leases]
+    ins = pg_insert(DHCPLeaseRow) if db.dialect == "postgresql" else sqlite_insert(DHCPLeaseRow)
+    stmt = ins.on_conflict_do_update(
+        index_elements=[DHCPLeaseRow.ip],
+        set_={c: ins.excluded[c] for c in rows[0] if c != "ip"},
+    )
+    # Core on one connection, not the ORM: no per-row unit-of-work bookkeeping.
+    async with db.engine.begin() as conn:
+        await conn.execute(stmt, rows)
+
+
+async def _load_table(db: Database) -> list[Lease]:
+    async with db.session() as s:
+        rows = (await s.execute(select(DHCPLeaseRow))).scalars()
+        return [
+            Lease(
+                r.ip,
+                r.client,
+                r.mac,
+                r.hostname,
+                r.subnet_id,
+                r.state,
+                r.starts.timestamp(),
+                r.expires.timestamp(),
+            )
+            for r in rows
+        ]
