@@ -38,10 +38,10 @@ def render(board: Board, elapsed: float, footer: str = "") -> Table:
         "seconds since power-on; BIOS = SeaBIOS + iPXE ROM, UEFI = OVMF's own PXE",
         caption=footer or None,
     )
-    table.add_column("guest", no_wrap=True)
-    table.add_column("MAC", no_wrap=True)
+    table.add_column("guest", no_wrap=True, min_width=6)
+    table.add_column("MAC", no_wrap=True, min_width=17)
     for step in STEPS:
-        table.add_column(LABELS[step], justify="right", no_wrap=True)
+        table.add_column(LABELS[step], justify="right", no_wrap=True, min_width=5)
     table.add_column("facts (or address)", no_wrap=True, overflow="ellipsis")
     for g in sorted(board.guests.values(), key=lambda g: g.index):
         cells = []
