@@ -62,6 +62,7 @@ def variables(
         "token": token,
         "boot_token": boot_token,
         "callback_url": f"{http_base}/boot/callback/{boot_token}",
+        "enroll_url": f"{http_base}/boot/enroll",
         "script_url": f"{http_base}/boot/{mac}.ipxe" + (f"?arch={arch}" if arch else ""),
         "nocloud_url": f"{http_base}/nocloud/{mac}/{boot_token}/",
         "preseed_url": f"{http_base}/preseed/{mac}/{boot_token}/preseed.cfg",

@@ -11,6 +11,7 @@ URL map (all on ``boot.http_port``, never on the API port):
     GET|HEAD /kickstart/<mac>/<token>/ks.cfg          kickstart
     GET|HEAD /private/<mac>/<token>/<name>            a node-private boot file
     POST     /boot/callback/<token>                   a booted system reports its facts
+    POST     /boot/enroll/<enrollment token>          a booted system enrolls with its facts
 
 Anything node-private (user-data, preseed, kickstart, private files) needs the node's boot
 token, in the path as above or as ``?token=`` on the path without it; it is checked on every
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from roost.boot.documents import Documents
@@ -31,7 +33,7 @@ from roost.boot.names import arch_from_ipxe, check_arch, check_file_name, normal
 from roost.boot.render import RenderError, TemplateKind
 from roost.boot.static import file_response
 from roost.boot.store import BootStore
-from roost.errors import Invalid, NotFound
+from roost.errors import Forbidden, Invalid, NotFound
 from roost.events import EventBus
 
 CALLBACK_LIMIT = 64 * 1024
@@ -54,6 +56,11 @@ CHAIN_IPXE = (
 reaches every node's script with its architecture."""
 
 
+Enroller = Callable[[str, str, dict[str, Any], str], Awaitable[None]]
+"""``enroll(token, mac, facts, ip)``: spend a one-time enrollment token for the node; raises
+:class:`roost.errors.Forbidden` when the token is refused (see roost.boot.enrollment)."""
+
+
 def _text(status: int, text: str, *extra: tuple[str, str]) -> Response:
     headers = [("content-type", "text/plain; charset=utf-8"), ("cache-control", "no-store")]
     return Response(status, [*headers, *extra], (text + "\n").encode())
@@ -63,11 +70,17 @@ class BootHTTP:
     """The request handler and fetch observer behind :class:`roost.boot.http11.HTTPServer`."""
 
     def __init__(
-        self, store: BootStore, documents: Documents, bus: EventBus, public_url: str | None
+        self,
+        store: BootStore,
+        documents: Documents,
+        bus: EventBus,
+        public_url: str | None,
+        enroll: Enroller | None = None,
     ) -> None:
         self.store = store
         self.documents = documents
         self.bus = bus
+        self.enroll = enroll
         self.public_url = public_url.rstrip("/") if public_url else None
         self.recent: OrderedDict[str, str] = OrderedDict()
 
@@ -92,6 +105,9 @@ class BootHTTP:
             if request.method == "POST" and parts[:2] == ["boot", "callback"] and len(parts) == 3:
                 request.note["path"] = "/boot/callback/<token>"
                 return await self._callback(request, parts[2])
+            if request.method == "POST" and parts[:2] == ["boot", "enroll"] and len(parts) == 3:
+                request.note["path"] = "/boot/enroll/<token>"
+                return await self._enroll(request, parts[2])
             if request.method not in ("GET", "HEAD"):
                 return _text(405, "method not allowed", ("allow", "GET, HEAD"))
             head = parts[0] if parts else ""
@@ -208,12 +224,8 @@ class BootHTTP:
             done.text.encode(),
         )
 
-    async def _callback(self, request: Request, token: str) -> Response:
-        mac = self.documents.tokens.verify(token)
-        if mac is None:
-            return _text(403, "unknown callback token")
-        request.note["mac"] = mac
-        self._remember(request.client, mac)
+    @staticmethod
+    def _facts(request: Request) -> dict[str, Any] | Response:
         if len(request.body) > CALLBACK_LIMIT:
             return _text(413, f"facts larger than {CALLBACK_LIMIT} bytes")
         try:
@@ -222,10 +234,42 @@ class BootHTTP:
             return _text(400, f"facts are not JSON: {exc}")
         if not isinstance(facts, dict):
             return _text(400, "facts must be a JSON object")
+        return cast(dict[str, Any], facts)
+
+    async def _enroll(self, request: Request, token: str) -> Response:
+        """Enrollment for systems that cannot reach the API (commissioning images): the
+        one-time token from the kernel command line, the facts as the body."""
+        if self.enroll is None:
+            return _text(404, "enrollment is not offered by this boot server")
+        facts = self._facts(request)
+        if isinstance(facts, Response):
+            return facts
+        try:
+            mac = normalize_mac(str(facts.get("mac", "")))
+        except Invalid:
+            return _text(400, "facts must name the enrolling interface's mac")
+        request.note["mac"] = mac
+        self._remember(request.client, mac)
+        try:
+            await self.enroll(token, mac, facts, request.client)
+        except Forbidden:
+            return _text(403, "enrollment token refused")
+        body = json.dumps({"ok": True, "mac": mac, "enrolled": True}).encode()
+        return Response(200, [("content-type", "application/json")], body)
+
+    async def _callback(self, request: Request, token: str) -> Response:
+        mac = self.documents.tokens.verify(token)
+        if mac is None:
+            return _text(403, "unknown callback token")
+        request.note["mac"] = mac
+        self._remember(request.client, mac)
+        facts = self._facts(request)
+        if isinstance(facts, Response):
+            return facts
         await self.bus.publish(
             "boot.callback",
             mac,
-            {"mac": mac, "ip": request.client, "facts": cast(dict[str, Any], facts)},
+            {"mac": mac, "ip": request.client, "facts": facts},
         )
         body = json.dumps({"ok": True, "mac": mac}).encode()
         return Response(200, [("content-type", "application/json")], body)

@@ -13,9 +13,10 @@ import logging
 from pathlib import Path
 
 from roost.boot.documents import Documents, NodeLookup, TokenFor, no_inventory
+from roost.boot.enrollment import enroller, token_issuer
 from roost.boot.http11 import HTTPServer
 from roost.boot.profiles import ProfileBook
-from roost.boot.server import BootHTTP
+from roost.boot.server import BootHTTP, Enroller
 from roost.boot.store import BootStore
 from roost.boot.tokens import BootTokens
 from roost.service import Health, Runtime
@@ -47,12 +48,14 @@ class BootService:
         runtime: Runtime,
         token_for: TokenFor | None = None,
         lookup: NodeLookup | None = None,
+        enroll: Enroller | None = None,
     ) -> None:
         self.runtime = runtime
         self.settings = runtime.settings.boot
         self.store = BootStore(runtime.settings.data_dir, runtime.db, self.settings.max_file_size)
         self.book = ProfileBook(runtime.db)
         self.token_for = token_for
+        self.enroll = enroll
         self.lookup = lookup or node_lookup(runtime)
         self.http: HTTPServer | None = None
         self.address: tuple[str, int] | None = None
@@ -68,7 +71,9 @@ class BootService:
             token_for=self.token_for,
             lookup=self.lookup,
         )
-        site = BootHTTP(self.store, self.documents, self.runtime.bus, self.settings.public_url)
+        site = BootHTTP(
+            self.store, self.documents, self.runtime.bus, self.settings.public_url, self.enroll
+        )
         self.http = HTTPServer(
             site.handle,
             site.observe,
@@ -148,4 +153,6 @@ def node_lookup(runtime: Runtime) -> NodeLookup:
 
 
 def make(runtime: Runtime) -> BootService | None:
-    return BootService(runtime) if runtime.settings.boot.enabled else None
+    if not runtime.settings.boot.enabled:
+        return None
+    return BootService(runtime, token_for=token_issuer(runtime), enroll=enroller(runtime))
