@@ -61,9 +61,14 @@ cp "$BBDIR/bin/busybox" "$R/bin/busybox"   # static: needs no libraries
 install -m 0755 "$SRC/init" "$R/init"
 install -m 0755 "$SRC/udhcpc.script" "$R/usr/share/udhcpc/default.script"
 
-# One <driver>.deps per top-level driver: its modules in load order. modules.dep lists a
-# module's dependencies deepest last, so they load in reverse order, then the module itself.
-# virtio_pci is the bus driver the virtio devices sit on; it is no dependency of theirs.
+# Drivers the image carries (Debian builds them all as modules): the lab's NICs and disks
+# (virtio, e1000, e1000e) and the common server NICs and disk controllers. No firmware
+# blobs: a NIC that needs one (some tg3/bnx2x, ice) will not come up.
+DRIVERS="virtio_pci virtio_net virtio_blk e1000 e1000e igb igc ixgbe i40e r8169 tg3 bnxt_en
+         nvme ahci sd_mod"
+# Per driver, <driver>.deps lists its modules in load order: modules.dep lists a module's
+# dependencies deepest last, so they load in reverse order, then the module itself.
+# <bus>.alias maps the driver's modalias globs (modinfo) to it, so /init loads by device.
 copy_mod() {
     local f
     f=$(find "$MODDIR/kernel" -name "$1.ko*" | head -n1)
@@ -79,17 +84,21 @@ deps_of() {
         for (i = NF; i > 1; i--) { n = $i; sub(/.*\//, "", n); sub(/\.ko.*/, "", n); print n } }' \
         "$MODDIR/modules.dep"
 }
-for top in "virtio_net:virtio_pci virtio_net" "virtio_blk:virtio_pci virtio_blk" \
-           "e1000:e1000" "e1000e:e1000e"; do
-    name=${top%%:*}
+: > "$R/lib/modules/pci.alias"
+: > "$R/lib/modules/virtio.alias"
+for drv in $DRIVERS; do
     order=()
-    for m in ${top#*:}; do
-        for d in $(deps_of "$m") "$m"; do
-            [[ " ${order[*]} " == *" $d "* ]] || order+=("$d")
-        done
+    for d in $(deps_of "$drv") "$drv"; do
+        [[ " ${order[*]} " == *" $d "* ]] || order+=("$d")
     done
-    printf '%s\n' "${order[@]}" > "$R/lib/modules/$name.deps"
-    for m in "${order[@]}"; do copy_mod "$m"; done
+    printf '%s\n' "${order[@]}" > "$R/lib/modules/$drv.deps"
+    for m in "${order[@]}"; do [ -f "$R/lib/modules/$m.ko" ] || copy_mod "$m"; done
+    modinfo -F alias "$R/lib/modules/$drv.ko" | while read -r alias; do
+        case "$alias" in
+            pci:*) echo "$alias $drv" >> "$R/lib/modules/pci.alias" ;;
+            virtio:*) echo "$alias $drv" >> "$R/lib/modules/virtio.alias" ;;
+        esac
+    done
 done
 
 cp "$KROOT/boot/vmlinuz-$KVER" "$OUT/vmlinuz.tmp"

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.live import Live
 from rich.table import Table
 
@@ -23,36 +24,38 @@ LABELS = {
     "script": "script",
     "kernel": "kernel",
     "initrd": "initrd",
-    "callback": "callback",
+    "callback": "done",
 }
-"""Column heads: DHCP lease, TFTP of the iPXE binary, iPXE script, kernel, initrd, callback."""
+"""Column heads: DHCP lease, TFTP of the iPXE binary, iPXE script, kernel, initrd, callback
+(done)."""
 
 
 def render(board: Board, elapsed: float, footer: str = "") -> Table:
     table = Table(
-        title=f"Roost demo: bare guests boot through Roost alone · {elapsed:5.1f} s",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        title=f"Roost demo: bare guests boot through Roost alone · {elapsed:5.1f} s\n"
+        "seconds since power-on; BIOS = SeaBIOS + iPXE ROM, UEFI = OVMF's own PXE",
         caption=footer or None,
     )
-    table.add_column("#")
-    table.add_column("firmware", no_wrap=True)
-    table.add_column("MAC", no_wrap=True)
+    table.add_column("guest", no_wrap=True, min_width=6)
+    table.add_column("MAC", no_wrap=True, min_width=17)
     for step in STEPS:
-        table.add_column(LABELS[step], justify="right", no_wrap=True)
-    table.add_column("facts (or address)")
+        table.add_column(LABELS[step], justify="right", no_wrap=True, min_width=5)
+    table.add_column("facts (or address)", no_wrap=True, overflow="ellipsis")
     for g in sorted(board.guests.values(), key=lambda g: g.index):
         cells = []
         for step in STEPS:
             if step not in g.steps:
                 cells.append("[dim]n/a[/dim]")
             elif step in g.times:
-                cells.append(f"[green]{g.times[step]:.1f}s[/green]")
+                cells.append(f"[green]{g.times[step]:.1f}[/green]")
             elif step == g.missing():
                 cells.append("[yellow]…[/yellow]")
             else:
                 cells.append("")
         info = g.detail.get("callback") or g.detail.get("lease", "")
-        fw = "BIOS+iPXE" if g.firmware == "bios" else "UEFI PXE"
-        table.add_row(str(g.index), fw, g.mac, *cells, info)
+        table.add_row(f"{g.index} {g.firmware.upper()}", g.mac, *cells, info)
     return table
 
 
