@@ -93,3 +93,5 @@ def test_bios_and_uefi_guests_boot_through_roost_alone(demo: Demo) -> None:
             break
         time.sleep(0.5)
     assert [f.get("cpu", {}).get("count") for f in stored] == [1, 1], sorted(nodes)
+    # They enrolled with the one-time token on their command line, so they are ready.
+    assert [nodes[g.mac]["state"] for g in (bios, uefi)] == ["ready", "ready"]

@@ -40,7 +40,7 @@ KERNEL_FILE = "commissioning-vmlinuz"
 INITRD_FILE = "commissioning-initrd.img"
 PROFILE = "commissioning"
 CMDLINE = (
-    "console=ttyS0 quiet roost.callback={{ callback_url }} roost.token={{ boot_token }} "
+    "console=ttyS0 quiet roost.callback={{ enroll_url }} roost.token={{ token }} "
     "roost.after=poweroff"
 )
 IPXE_FILES = ("undionly.kpxe", "ipxe.efi", "snponly.efi")
