@@ -56,7 +56,8 @@ def _roost_arp(lab: netlab.Lab) -> tuple[float, set[tuple[str, str]]]:
             ),
         )
     )
-    return time.perf_counter() - start, {(str(ip), mac) for ip, mac in found.items()}
+    took = time.perf_counter() - start
+    return took, {(str(ip), arp.mac_str(mac)) for ip, mac in found.found.items()}
 
 
 def _arp_scan(lab: netlab.Lab) -> tuple[float, set[tuple[str, str]]]:

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from roost.cli import boot, config, demo, enroll, events, node, scan, serve, token, wake
+from roost.cli import boot, config, demo, enroll, events, lab, node, scan, serve, token, wake
 from roost.cli.common import State
 from roost.client import ClientError
 from roost.errors import RoostError
@@ -39,6 +39,7 @@ app.add_typer(node.app, name="node")
 app.add_typer(enroll.app, name="enroll")
 app.add_typer(scan.app, name="scan")
 app.command("wake")(wake.wake)
+app.add_typer(lab.app, name="lab")
 
 
 def main() -> None:

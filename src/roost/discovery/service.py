@@ -75,8 +75,10 @@ class DiscoveryService:
             self.passive.stop()
 
     def health(self) -> Health:
-        running = len(self.jobs)
-        return Health(not self._error, self._error or f"{running} scan(s) running")
+        detail = f"{len(self.jobs)} scan(s) running"
+        if self.passive is not None:
+            detail += f"; passive: {self.passive.frames} frames, {self.passive.ignored} ignored"
+        return Health(not self._error, self._error or detail)
 
     async def _close_orphans(self) -> None:
         """Scans left ``running`` by a process that died are over: mark them failed."""

@@ -90,7 +90,7 @@ def scan_tcp(
     on_progress: Callable[[int, int], None] | None = None,
     progress_every: float = 0.25,
 ) -> TCPStats:
-    """Probe every ``(ip, port)``; report each *open* (and unreachable) result via ``on_result``.
+    """Probe every ``(ip, port)``; report open ports (and each unreachable host) via ``on_result``.
 
     Closed and filtered ports are only counted; blocking, run it on its own thread. The loop
     is written for speed (a 65 535-port scan is 65 535 sockets): one deque of deadlines in
@@ -126,9 +126,11 @@ def scan_tcp(
         counts[state] += 1
         if state != FILTERED:
             window.answered()
-        if state == UNREACHABLE:
+        if state == OPEN:
+            on_result(probe.ip, probe.port, state)
+        elif state == UNREACHABLE and probe.ip not in dead_hosts:
+            # Reported once per host: the rest of its probes are skipped or say the same.
             dead_hosts.add(probe.ip)
-        if state in (OPEN, UNREACHABLE):
             on_result(probe.ip, probe.port, state)
 
     try:
