@@ -164,6 +164,7 @@ def serve(data_dir: str, blob: str) -> None:
                 "boot.host": "127.0.0.1",
                 "boot.http_port": ROOST_PORT,
                 "boot.import_ipxe": False,
+                "boot.transfer_threads": int(os.environ.get("RHB_THREADS", "128")),
             },
         )
         runtime = Runtime.create(settings)

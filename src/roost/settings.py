@@ -89,6 +89,10 @@ class BootSettings(Section):
     """Seconds a connection may sit idle (between requests or with a stalled reader)."""
     max_file_size: int = Field(default=16 * 2**30, ge=1)
     """Largest boot file the store accepts, in bytes."""
+    transfer_threads: int = Field(default=128, ge=0, le=4096)
+    """Threads that carry file bodies (``sendfile`` in a thread per transfer, so transfers
+    use every core and are woken by the kernel directly); past this many, transfers wait for
+    a free thread. 0: every transfer on the event loop."""
     import_ipxe: bool = True
     """Import the iPXE binaries of Debian's ``ipxe`` package into the store at start."""
     ipxe_dir: Path = Path("/usr/lib/ipxe")

@@ -17,9 +17,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, cast
@@ -180,6 +182,26 @@ async def sendfile(
     return body.sent
 
 
+def pump(sock: socket.socket, body: FileBody, stall: float) -> int:
+    """:func:`sendfile` for a worker thread: the same loop, waiting with poll(2) instead of
+    the event loop. ``os.sendfile`` and ``poll`` release the GIL, so each transfer is woken
+    by the kernel directly and many run at once on every core."""
+    out = sock.fileno()
+    poller = select.poll()
+    poller.register(out, select.POLLOUT)
+    while body.sent < body.length:
+        try:
+            n = os.sendfile(out, body.fd, body.offset + body.sent, body.length - body.sent)
+        except BlockingIOError:
+            if not poller.poll(stall * 1000):
+                raise TimeoutError("reader stalled") from None
+            continue
+        if n == 0:
+            raise ConnectionAbortedError("file ended early")
+        body.sent += n
+    return body.sent
+
+
 class HTTPServer:
     """Serves ``handler`` on one listening socket; constructed without I/O."""
 
@@ -191,12 +213,18 @@ class HTTPServer:
         max_connections: int = 1024,
         idle_timeout: float = 30.0,
         max_body: int = 1 << 20,
+        pump_threads: int = 0,
     ) -> None:
         self.handler = handler
         self.observe = observe
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.max_body = max_body
+        self._pumps = (
+            ThreadPoolExecutor(pump_threads, thread_name_prefix="boot-http-pump")
+            if pump_threads
+            else None
+        )
         self.address: tuple[str, int] | None = None
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
@@ -228,6 +256,8 @@ class HTTPServer:
             task.cancel()
         if self._connections:
             await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._pumps is not None:
+            self._pumps.shutdown(wait=True)
 
     @property
     def active(self) -> int:
@@ -326,6 +356,22 @@ class HTTPServer:
             local=self._local(sock),
         )
 
+    async def _send_file(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, body: FileBody
+    ) -> None:
+        if self._pumps is None:
+            await sendfile(loop, sock, body, self.idle_timeout)
+            return
+        done = loop.run_in_executor(self._pumps, pump, sock, body, self.idle_timeout)
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            # the thread cannot be cancelled; breaking the connection ends its sendfile
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            await asyncio.wait([done])
+            raise
+
     @staticmethod
     def _local(sock: socket.socket) -> str:
         host, port = sock.getsockname()[:2]
@@ -368,7 +414,7 @@ class HTTPServer:
                 # h11 counts the body with len() and hands the object back as is (for sendfile)
                 conn.send_with_data_passthrough(h11.Data(data=cast(bytes, response.file)))
                 await sendall(loop, sock, head, self.idle_timeout)
-                await sendfile(loop, sock, response.file, self.idle_timeout)
+                await self._send_file(loop, sock, response.file)
                 conn.send(h11.EndOfMessage())
             else:
                 data = conn.send(h11.Data(data=response.body)) or b""

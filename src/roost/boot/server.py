@@ -145,7 +145,7 @@ class BootHTTP:
 
     async def _public_file(self, request: Request, name: str) -> Response:
         check_file_name(name)
-        found = await self.store.get(name)
+        found = await self.store.lookup(name)
         if found is None or found.node is not None:  # private files only via /private/
             return _text(404, f"no boot file {name!r}")
         return file_response(
@@ -194,7 +194,7 @@ class BootHTTP:
 
     async def _private_file(self, request: Request, mac: str, name: str) -> Response:
         check_file_name(name)
-        found = await self.store.get(name)
+        found = await self.store.lookup(name)
         if found is None or found.node != mac:
             return _text(404, f"no private boot file {name!r} for {mac}")
         return file_response(

@@ -79,6 +79,7 @@ class BootService:
             site.observe,
             max_connections=self.settings.max_connections,
             idle_timeout=self.settings.idle_timeout,
+            pump_threads=self.settings.transfer_threads,
         )
         self.address = await self.http.start(self.settings.host, self.settings.http_port)
         log.info("HTTP boot server listening on %s:%d", *self.address)

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import mimetypes
 import os
+import time
 import uuid
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from roost.errors import NotFound, RoostError
 
 _WRITE_CHUNK = 1 << 20  # hash and write in 1 MiB pieces, off the event loop
 _LOCKS: dict[Path, asyncio.Lock] = {}
+_FRESH = 2.0  # seconds a looked-up name is trusted without asking the database
+_CACHE_MAX = 4096
 _TYPES = {".ipxe": "text/plain", ".kpxe": "application/octet-stream"}
 
 
@@ -80,6 +83,8 @@ class BootStore:
         self.db = db
         self.max_size = max_size
         self._lock = _LOCKS.setdefault(self.root, asyncio.Lock())
+        self._cache: dict[str, tuple[float, BootFile | None]] = {}
+        self._pending: dict[str, asyncio.Future[BootFile | None]] = {}
 
     def blob_path(self, sha256: str) -> Path:
         return self.blobs / sha256[:2] / sha256
@@ -110,6 +115,33 @@ class BootStore:
             row = await s.get(BootFileRow, name)
             return BootFile.of(row) if row else None
 
+    async def lookup(self, name: str) -> BootFile | None:
+        """:meth:`get` for the serving hot path: answers at most ``_FRESH`` seconds old, and
+        one query for any number of concurrent misses on a name. A boot storm asks for the
+        same few files thousands of times a second; the database should not see that. This
+        process's own puts and deletes take effect at once; another replica's within
+        ``_FRESH`` seconds."""
+        hit = self._cache.get(name)
+        if hit is not None and time.monotonic() - hit[0] < _FRESH:
+            return hit[1]
+        pending = self._pending.get(name)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[BootFile | None] = asyncio.get_running_loop().create_future()
+        self._pending[name] = fut
+        try:
+            found = await self.get(name)
+        except BaseException:
+            fut.cancel()  # waiters see CancelledError only if they were cancelled themselves
+            raise
+        finally:
+            del self._pending[name]
+        if len(self._cache) >= _CACHE_MAX:  # unknown names are cached too: keep it bounded
+            self._cache.clear()
+        self._cache[name] = (time.monotonic(), found)
+        fut.set_result(found)
+        return found
+
     async def files(self) -> list[BootFile]:
         async with self.db.session() as s:
             rows = (await s.execute(select(BootFileRow).order_by(BootFileRow.name))).scalars()
@@ -120,7 +152,7 @@ class BootStore:
 
         Node-private files are never returned: they go only through the token-checked URL.
         """
-        found = await self.get(name)
+        found = await self.lookup(name)
         if found is None or found.node is not None:
             return None
         return self.blob_path(found.sha256), found.size
@@ -175,6 +207,7 @@ class BootStore:
                 row.created_at = utcnow()
                 await s.flush()
                 stored = BootFile.of(row)
+            self._cache.pop(name, None)
             if old and old != sha:
                 await self._collect(old)
         return stored
@@ -203,6 +236,7 @@ class BootStore:
                     raise NotFound(f"no boot file {name!r} (see GET /api/v1/boot/files)")
                 gone = BootFile.of(row)
                 await s.delete(row)
+            self._cache.pop(name, None)
             await self._collect(gone.sha256)
         return gone
 

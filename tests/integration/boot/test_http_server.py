@@ -210,3 +210,52 @@ async def test_callback_publishes_facts(boot_url: str, boot: BootService, runtim
     assert await post(f"/boot/callback/{token}", "[1, 2]") == "400"
     assert await post("/files/vmlinuz", "x") == "405"
     assert len(await _events(runtime, "boot.callback")) == 1
+
+
+@SQLITE_ONLY
+async def test_arbitrary_paths_never_break_the_handler(boot: BootService, blob: bytes) -> None:
+    """Random paths and methods straight into the handler: always an answer, never a 5xx."""
+    import random
+
+    from roost.boot.http11 import Request
+    from roost.boot.server import BootHTTP
+
+    assert boot.documents is not None
+    site = BootHTTP(boot.store, boot.documents, boot.runtime.bus, None)
+    rng = random.Random(4)
+    pieces = [
+        "files",
+        "boot",
+        "nocloud",
+        "private",
+        "preseed",
+        "kickstart",
+        "callback",
+        MAC,
+        MAC.upper(),
+        "..",
+        ".",
+        "",
+        "vmlinuz",
+        "%00",
+        "\x00",
+        "\\",
+        "é",
+        "x" * 300,
+        "boot.ipxe",
+        MAC + ".ipxe",
+        "user-data",
+        "meta-data",
+        "ks.cfg",
+        "preseed.cfg",
+        boot.documents.tokens.issue(MAC),
+        "0" * 12 + "-" + "0" * 32,
+    ]
+    for _ in range(600):
+        path = "/" + "/".join(rng.choice(pieces) for _ in range(rng.randint(0, 5)))
+        method = rng.choice(["GET", "HEAD", "POST", "PUT", "DELETE"])
+        query = rng.choice([{}, {"token": "x"}, {"arch": "bios"}, {"platform": "efi"}])
+        request = Request(method, path, query, {"host": "h"}, b"{}", "127.0.0.1", "h:1")
+        response = await site.handle(request)
+        response.close()
+        assert 200 <= response.status < 500, (method, path, response.status, response.body)

@@ -76,3 +76,13 @@ async def test_tftp_serves_the_store_and_rendered_scripts(runtime: Runtime) -> N
         for svc in reversed(runtime.services):
             await svc.stop()
         runtime.services.clear()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_boot_server_is_off_unless_enabled(runtime: Runtime) -> None:
+    from roost.boot.service import make
+
+    assert runtime.settings.boot.enabled is False
+    assert make(runtime) is None
+    runtime.settings.boot = runtime.settings.boot.model_copy(update={"enabled": True})
+    assert isinstance(make(runtime), BootService)
