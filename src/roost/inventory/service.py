@@ -22,6 +22,7 @@ from roost.errors import Invalid
 from roost.events import Event, EventFilter, SubscriberTooSlow
 from roost.inventory import store
 from roost.inventory.nodes import publish
+from roost.inventory.tags import TagCache
 from roost.pki import tokens
 from roost.pki.enroll import authority
 from roost.secrets import secret_box
@@ -30,6 +31,8 @@ from roost.service import Health, Runtime, Service
 log = logging.getLogger(__name__)
 
 WATCHED = ("dhcp.lease.", "discovery.host.", "boot.")
+NODE_CHANGES = ("node.updated", "node.deleted", "node.state.changed")
+"""Changes that may alter a node's tags (kept in :class:`TagCache` for DHCP)."""
 
 
 def _ip(value: Any) -> str | None:
@@ -80,12 +83,14 @@ class InventoryService:
         self._task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
+        self.tags = TagCache(runtime.db)
 
     async def start(self) -> None:
         settings = self.runtime.settings
         await asyncio.to_thread(authority, settings)
         secret_box(settings.data_dir)
         self._tasks.append(asyncio.create_task(self._purge(), name="inventory-purge"))
+        await self._serve_tags_to_dhcp()
         if settings.nodes.auto_discover:
             self._task = asyncio.create_task(self._follow(), name="inventory-follow")
             await self._ready.wait()
@@ -103,6 +108,33 @@ class InventoryService:
         if self.runtime.settings.nodes.auto_discover and (self._task is None or self._task.done()):
             return Health(False, "not following events")
         return Health(True, f"{self.handled} events handled, {self.failed} failed")
+
+    async def _serve_tags_to_dhcp(self) -> None:
+        """Hand DHCP ``tags_for`` for its per-tag boot overrides, kept current by events."""
+        from roost.dhcp.service import DHCPService
+
+        dhcp = self.runtime.service("dhcp")
+        if not isinstance(dhcp, DHCPService):
+            return
+        following = asyncio.Event()
+        self._tasks.append(asyncio.create_task(self._follow_tags(following), name="inventory-tags"))
+        await following.wait()
+        await self.tags.load()
+        dhcp.set_tags_for(self.tags.tags_for)
+
+    async def _follow_tags(self, following: asyncio.Event) -> None:
+        while True:
+            with self.runtime.bus.subscribe(EventFilter(types=NODE_CHANGES)) as sub:
+                following.set()
+                try:
+                    while (ev := await sub.get()) is not None:
+                        try:
+                            await self.tags.refresh(ev.subject)
+                        except Exception:
+                            log.exception("refreshing the tags of %s failed", ev.subject)
+                    return
+                except SubscriberTooSlow:
+                    await self.tags.load()
 
     async def _follow(self) -> None:
         while True:
