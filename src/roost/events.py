@@ -118,6 +118,7 @@ class EventBus:
     _subs: set[Subscription] = field(default_factory=set)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _listener: Any = None
+    _remote: asyncio.Queue[list[int]] = field(default_factory=asyncio.Queue)
     published: int = 0
 
     async def start(self) -> None:
@@ -223,23 +224,29 @@ class EventBus:
             make_url(self.db.url).set(drivername="postgresql").render_as_string(hide_password=False)
         )
         self._listener = await asyncpg.connect(dsn)
+        self._tasks.append(asyncio.create_task(self._fan_out_remote(), name="events-remote"))
         await self._listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         msg = json.loads(payload)
-        if msg.get("o") == self.instance:
-            return
-        task = asyncio.create_task(self._fan_out_remote(msg["ids"]))
-        self._tasks.append(task)
-        task.add_done_callback(self._tasks.remove)
+        if msg.get("o") != self.instance:
+            self._remote.put_nowait(msg["ids"])
 
-    async def _fan_out_remote(self, ids: list[int]) -> None:
-        async with self.db.session() as s:
-            rows = (
-                await s.execute(select(EventRow).where(EventRow.id.in_(ids)).order_by(EventRow.id))
-            ).scalars()
-            for row in rows:
-                self._fan_out(_to_event(row))
+    async def _fan_out_remote(self) -> None:
+        """One task, in notification order, so remote events keep their order."""
+        while True:
+            ids = await self._remote.get()
+            try:
+                async with self.db.session() as s:
+                    rows = (
+                        await s.execute(
+                            select(EventRow).where(EventRow.id.in_(ids)).order_by(EventRow.id)
+                        )
+                    ).scalars()
+                    for row in rows:
+                        self._fan_out(_to_event(row))
+            except Exception:
+                log.exception("fetching %d events announced by another replica failed", len(ids))
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -69,11 +69,30 @@ class LogSettings(Section):
 
 
 class BootSettings(Section):
-    """The HTTP boot server (boot files, per-node scripts); network boot extends it."""
+    """The HTTP boot server (boot files, per-node scripts, cloud-init, callbacks)."""
 
+    enabled: bool = False
+    """Serve boot files and per-node scripts; off unless the operator turns it on."""
+    host: str = "0.0.0.0"
+    """Address the HTTP boot server listens on (nodes must reach it; usually the boot LAN)."""
     http_port: int = Field(default=8442, ge=0, le=65535)
     """TCP port of the HTTP boot server, separate from the API. iPXE scripts are at
     ``/boot/<mac>.ipxe`` and boot files at ``/files/<name>`` on it."""
+    public_url: str | None = None
+    """Base URL nodes use to reach the boot server (``http://10.0.0.1:8442``); empty means
+    the ``Host`` header of each request, which is the address the node itself used."""
+    default_profile: str = Field(default="local", min_length=1, max_length=64)
+    """Profile for a node no rule matches; ``local`` boots from disk, which harms nothing."""
+    max_connections: int = Field(default=1024, ge=1)
+    """Concurrent HTTP connections; past it new ones get ``503`` and are closed."""
+    idle_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a connection may sit idle (between requests or with a stalled reader)."""
+    max_file_size: int = Field(default=16 * 2**30, ge=1)
+    """Largest boot file the store accepts, in bytes."""
+    import_ipxe: bool = True
+    """Import the iPXE binaries of Debian's ``ipxe`` package into the store at start."""
+    ipxe_dir: Path = Path("/usr/lib/ipxe")
+    """Where Debian's ``ipxe`` package puts ``undionly.kpxe``, ``ipxe.efi``, ``snponly.efi``."""
 
 
 class DHCPSettings(Section):
@@ -175,8 +194,6 @@ class DiscoverySettings(Section):
     """Seconds to wait for a reply before asking again."""
     tcp_concurrency: int = Field(default=2048, ge=1, le=16_384)
     """Upper bound of connects in flight (the adaptive window stays below it)."""
-    tcp_workers: int = Field(default=2, ge=1, le=8)
-    """Threads a TCP scan runs on; the kernel side of each connect uses a core of its own."""
     tcp_rate: float = Field(default=100_000.0, gt=0, le=200_000)
     """New TCP connects per second at most."""
     tcp_timeout: float = Field(default=1.0, gt=0, le=60)

@@ -1,5 +1,5 @@
-"""Helpers for the node tests: an agent's key, CSR and signed requests, a recording power
-driver standing in for ``roost.power`` while that library is built in parallel."""
+"""Helpers for the node tests: an agent's key, CSR and signed requests, and a recording power
+driver with ``roost.power``'s interface, to see exactly what a driver is given."""
 
 from __future__ import annotations
 
@@ -89,19 +89,22 @@ class RecordingDriver:
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = settings
 
-    async def power_on(self) -> None:
+    async def power_on(self) -> str:
         if RecordingDriver.fail:
             raise RuntimeError(f"BMC {self.settings['host']} did not answer")
         RecordingDriver.calls.append(("on", self.settings))
         RecordingDriver.state = "on"
+        return RecordingDriver.state
 
-    async def power_off(self) -> None:
+    async def power_off(self) -> str:
         RecordingDriver.calls.append(("off", self.settings))
         RecordingDriver.state = "off"
+        return RecordingDriver.state
 
-    async def power_cycle(self) -> None:
+    async def power_cycle(self) -> str:
         RecordingDriver.calls.append(("cycle", self.settings))
         RecordingDriver.state = "on"
+        return RecordingDriver.state
 
     async def power_status(self) -> str:
         return RecordingDriver.state
@@ -126,5 +129,5 @@ def _validate(cls: type[RecordingDriver], raw: dict[str, Any]) -> dict[str, Any]
     return {k: str(v) for k, v in raw.items()}
 
 
-POWER_LIBRARY = SimpleNamespace(load_driver=_load, validate_settings=_validate)
-"""Stands in for ``roost.power`` (its documented interface) until that library is merged."""
+POWER_LIBRARY = SimpleNamespace(load_driver=_load, validate_settings=_validate, BootDevice=str)
+"""``roost.power``'s interface (``load_driver``, ``validate_settings``) over RecordingDriver."""

@@ -164,6 +164,8 @@ async def test_arp_sweep_finds_every_host_with_its_mac_and_nothing_else(
     scan = await svc.start_scan("arp")
     done = await svc.wait_scan(scan.id)
     assert done.state == "finished" and done.percent == 100.0
+    # 253 addresses (the /24 less ours) asked; the 203 silent ones twice (arp_attempts = 2).
+    assert done.stats["probes"] == 50 + 2 * 203 and done.stats["hosts"] == HOSTS
     expected = {str(h.ip): h.mac for h in lab.hosts}
     async with rt.db.session() as s:
         from sqlalchemy import select
@@ -218,7 +220,8 @@ async def test_tcp_scan_finds_exactly_the_open_ports_and_nmap_agrees(
 ) -> None:
     rt, svc = disc
     addrs = [str(h.ip) for h in lab.hosts]
-    scan = await svc.start_scan("tcp", addrs, SCANNED_PORTS)
+    # The whole subnet: Roost ARP-sweeps it first and probes only the 50 hosts that answer.
+    scan = await svc.start_scan("tcp", [SUBNET], SCANNED_PORTS)
     done = await svc.wait_scan(scan.id)
     assert done.state == "finished"
     expected = {(str(lab.hosts[i].ip), p) for i, ports in TCP_PORTS.items() for p in ports}
@@ -378,3 +381,59 @@ async def test_one_scan_of_a_subnet_at_a_time_and_cancel(
     assert [e.subject for e in cancelled] == [f"scan/{big.id}"]
     again = await svc.start_scan("arp")  # the subnet is free again
     assert (await svc.wait_scan(again.id)).state == "finished"
+
+
+async def test_tcp_engine_tells_open_closed_and_unreachable(lab: netlab.Lab) -> None:
+    import threading
+
+    from roost.discovery import tcpscan
+    from roost.discovery.netns import run_in_thread
+
+    up = str(lab.hosts[0].ip)
+    nobody = "10.231.0.100"  # inside the subnet, no host: ARP fails, the kernel says so
+    seen: dict[tuple[str, int], str] = {}
+    stats = await run_in_thread(
+        lab.hub,
+        lambda: tcpscan.scan_tcp(
+            [(up, 22), (up, 23), (nobody, 22)],
+            total=3,
+            timeout=5.0,
+            retries=0,
+            stop=threading.Event(),
+            on_result=lambda ip, port, state: seen.__setitem__((ip, port), state),
+        ),
+    )
+    assert seen == {(up, 22): "open", (nobody, 22): "unreachable"}
+    assert (stats.open, stats.closed, stats.unreachable, stats.filtered) == (1, 1, 1, 0)
+
+
+async def test_scheduled_sweeps_run_by_themselves(tmp_path: Path, lab: netlab.Lab) -> None:
+    settings = load_settings(
+        None,
+        {
+            "data_dir": tmp_path,
+            "database.url": f"sqlite+aiosqlite:///{tmp_path / 'roost.db'}",
+            "discovery.subnets": [SUBNET],
+            "discovery.interface": netlab.BRIDGE,
+            "discovery.netns": lab.hub,
+            "discovery.passive": False,
+            "discovery.schedule_interval": 0.2,
+        },
+    )
+    rt = Runtime.create(settings)
+    await rt.start(load_services=False)
+    svc = DiscoveryService(rt)
+    rt.services.append(svc)
+    try:
+        await svc.start()
+        finished: list[Event] = []
+        for _ in range(200):
+            finished = await rt.bus.history(EventFilter(types=("discovery.scan.finished",)))
+            if finished:
+                break
+            await asyncio.sleep(0.05)
+        assert finished and finished[0].data["hosts_found"] == HOSTS
+        started = await rt.bus.history(EventFilter(types=("discovery.scan.started",)))
+        assert started[0].data["by"] == "schedule"
+    finally:
+        await rt.stop()

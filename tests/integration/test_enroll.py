@@ -273,3 +273,29 @@ async def test_expired_tokens_are_purged(runtime: Runtime) -> None:
     async with runtime.db.session() as s:
         assert await purge(s, datetime.now(UTC)) == 1
         assert await purge(s, datetime.now(UTC)) == 0
+
+
+async def test_certificate_from_a_mutual_tls_server_is_accepted(
+    api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """An ASGI server that terminates mutual TLS reports the peer certificate in the TLS
+    extension; uvicorn does not, so a wrapper plays that server's part here."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from roost.api import create_app
+
+    agent = await _enrolled(api, MAC_A)
+    assert agent.cert is not None
+    pem = agent.cert.public_bytes(Encoding.PEM).decode()
+    app = create_app(runtime)
+
+    async def mtls(scope: dict[str, object], receive: object, send: object) -> None:
+        tls = {"client_cert_chain": [pem], "client_cert_error": None}
+        await app({**scope, "extensions": {"tls": tls}}, receive, send)  # type: ignore[arg-type]
+
+    transport = httpx.ASGITransport(app=mtls)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://roost.test") as peer:
+        mine = await peer.get("/api/v1/nodes/self")
+        assert mine.status_code == 200 and mine.json()["mac"] == MAC_A
+        await api.post(f"/api/v1/nodes/{MAC_A}/revoke")
+        assert (await peer.get("/api/v1/nodes/self")).status_code == 401

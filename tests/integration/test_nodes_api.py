@@ -31,6 +31,13 @@ async def test_add_show_and_filter_by_site_and_tag(api: httpx.AsyncClient) -> No
     assert a["interfaces"] == [{"mac": MAC_A, "name": None, "addresses": []}]
     for ref in (str(a["id"]), MAC_A.upper(), "alpha"):
         assert (await api.get(f"/api/v1/nodes/{ref}")).json()["id"] == a["id"]
+    # A hostname that looks like a MAC or an id still finds its node.
+    hexy = await _add(api, mac="52:54:00:00:00:0d", hostname="deadbeefcafe", site="lab")
+    digits = await _add(api, mac="52:54:00:00:00:0e", hostname="4711", site="lab")
+    assert (await api.get("/api/v1/nodes/deadbeefcafe")).json()["id"] == hexy["id"]
+    assert (await api.get("/api/v1/nodes/4711")).json()["id"] == digits["id"]
+    await api.delete("/api/v1/nodes/deadbeefcafe")
+    await api.delete("/api/v1/nodes/4711")
 
     async def macs(**params: str | list[str]) -> set[str]:
         resp = await api.get("/api/v1/nodes", params=params)

@@ -4,6 +4,7 @@ busybox and atftp (RFC 7440 windowsize), with every download compared by sha256.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,19 @@ async def test_missing_file_fails_the_client(root: Path, tmp_path: Path) -> None
         rec = await srv.record()
     assert rc != 0
     assert (rec.outcome, rec.file, rec.bytes) == ("not_found", "nope", 0)
+
+
+async def test_ipv6_loopback_with_curl(root: Path, tmp_path: Path) -> None:
+    need("curl")
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    async with serving(root, host="::1") as srv:
+        rc, out = await run("curl", "-sS", "-o", "got.bin", "--tftp-blksize", "1468",
+                            f"tftp://[::1]:{srv.port}/f.bin", cwd=tmp_path)  # fmt: skip
+        rec = await srv.record()
+    assert rc == 0, out
+    assert sha256(tmp_path / "got.bin") == sha256(root / "f.bin")
+    assert (rec.outcome, rec.ip) == ("ok", "::1")

@@ -47,7 +47,8 @@ ServerFactory = Callable[..., Awaitable[Served]]
 @asynccontextmanager
 async def serving(root: Path, **kwargs: object) -> AsyncIterator[Served]:
     limits = kwargs.pop("limits", Limits(max_blksize=65464, max_windowsize=64))
-    served = Served(TFTPServer(DirectoryResolver(root), host="127.0.0.1", port=0,
+    host = str(kwargs.pop("host", "127.0.0.1"))
+    served = Served(TFTPServer(DirectoryResolver(root), host=host, port=0,
                                limits=limits, **kwargs), root)  # type: ignore[arg-type]  # fmt: skip
     served.server.on_transfer = served.records.append
     await served.server.start()

@@ -9,7 +9,17 @@ from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute
 
 from roost import __version__
-from roost.api import dhcp, discovery, enroll, events, health, nodes, problems, tokens
+from roost.api import (
+    boot,
+    dhcp,
+    discovery,
+    enroll,
+    events,
+    health,
+    nodes,
+    problems,
+    tokens,
+)
 from roost.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from roost.service import Runtime
 
@@ -23,6 +33,7 @@ ROUTERS = [
     enroll.router,
     enroll.pki,
     discovery.router,
+    boot.router,
     dhcp.router,
 ]
 

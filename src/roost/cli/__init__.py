@@ -6,7 +6,20 @@ import sys
 
 import typer
 
-from roost.cli import config, demo, dhcp, enroll, events, node, scan, serve, token, wake
+from roost.cli import (
+    boot,
+    config,
+    demo,
+    dhcp,
+    enroll,
+    events,
+    lab,
+    node,
+    scan,
+    serve,
+    token,
+    wake,
+)
 from roost.cli.common import State
 from roost.client import ClientError
 from roost.errors import RoostError
@@ -32,6 +45,7 @@ def _root(
 app.command("serve")(serve.serve)
 app.add_typer(config.app, name="config")
 app.add_typer(token.app, name="token")
+app.add_typer(boot.app, name="boot")
 app.add_typer(dhcp.app, name="dhcp")
 app.command("events")(events.events)
 app.command("demo")(demo.demo)
@@ -39,6 +53,7 @@ app.add_typer(node.app, name="node")
 app.add_typer(enroll.app, name="enroll")
 app.add_typer(scan.app, name="scan")
 app.command("wake")(wake.wake)
+app.add_typer(lab.app, name="lab")
 
 
 def main() -> None:

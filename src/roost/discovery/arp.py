@@ -145,6 +145,8 @@ class Sweep:
     _queue: deque[IPv4Address] = field(default_factory=deque)
     _waiting: deque[tuple[float, IPv4Address]] = field(default_factory=deque)
     _tries: dict[IPv4Address, int] = field(default_factory=dict)
+    ignored: int = 0
+    """Frames that were not a reply to us: other ARP traffic, malformed, or unasked."""
     _tokens: float = 1.0
     _last: float | None = None
 
@@ -246,8 +248,9 @@ def sweep(
     on_found: Callable[[IPv4Address, str], None] | None = None,
     on_progress: Callable[[float, int], None] | None = None,
     progress_every: float = 0.25,
-) -> dict[IPv4Address, str]:
-    """ARP-sweep ``targets`` on ``ifname``; return ``{ip: mac}`` of every host that answered.
+) -> Sweep:
+    """ARP-sweep ``targets`` on ``ifname``; the returned state's ``found`` maps each address
+    that answered to its MAC (``sent`` and ``ignored`` count requests and stray frames).
 
     Blocking; run it with :func:`roost.discovery.netns.run_in_thread`. Replies from addresses
     that were not asked about (and our own) are ignored, so the result holds nothing else.
@@ -280,7 +283,7 @@ def sweep(
         sock.close()
     if on_progress is not None:
         on_progress(1.0, len(state.found))
-    return {ip: mac_str(mac) for ip, mac in state.found.items()}
+    return state
 
 
 def _drain(
@@ -296,6 +299,9 @@ def _drain(
             return
         pkt = parse_reply(frame)
         if pkt is None or pkt.op != REPLY or pkt.sender_mac == my_mac:
+            state.ignored += 1
             continue
-        if state.answer(pkt.sender_ip, pkt.sender_mac) and on_found is not None:
+        if not state.answer(pkt.sender_ip, pkt.sender_mac):
+            state.ignored += 1
+        elif on_found is not None:
             on_found(pkt.sender_ip, mac_str(pkt.sender_mac))

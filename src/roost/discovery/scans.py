@@ -83,6 +83,9 @@ class ScanJob:
             stats = await engine
         except Exception as exc:
             state, error = "failed", f"{type(exc).__name__}: {exc}"
+            self.stop.set()  # e.g. the database failed: end the engine too, and wait for it
+            with contextlib.suppress(Exception):
+                await engine
         if self.stop.is_set() and state == "finished":
             state = "cancelled"
         await self._finish(state, error, stats, time.monotonic() - started)
@@ -105,16 +108,23 @@ class ScanJob:
                 on_found=lambda ip, mac: put(("host", str(ip), mac)),
                 on_progress=lambda f, _n: progress(f),
             )
-            return {"hosts": len(res), "addresses": len(self.addrs)}
-        total = len(self.addrs) * len(self.ports)
-        pairs = ((str(ip), p) for ip in self.addrs for p in self.ports)
+            return {
+                "hosts": len(res.found),
+                "addresses": len(self.addrs),
+                "probes": res.sent,
+                "ignored_frames": res.ignored,
+            }
+        addrs = self._on_link_hosts() if len(self.addrs) > 1 else self.addrs
+        if self.stop.is_set():
+            return {"probes": 0}
+        total = len(addrs) * len(self.ports)
+        pairs = ((str(ip), p) for ip in addrs for p in self.ports)
         report = lambda ip, port, st: put(("port", ip, port, st))  # noqa: E731
         on_progress = lambda done, tot: progress(done / tot if tot else 1.0)  # noqa: E731
         if self.kind == "tcp":
-            st = tcpscan.scan_tcp_parallel(
-                lambda: ((str(ip), p) for ip in self.addrs for p in self.ports),
+            st = tcpscan.scan_tcp(
+                pairs,
                 total=total,
-                workers=s.tcp_workers,
                 max_concurrency=s.tcp_concurrency,
                 timeout=s.tcp_timeout,
                 retries=s.tcp_retries,
@@ -136,6 +146,30 @@ class ScanJob:
                 on_progress=on_progress,
             )
         return dict(vars(st))
+
+    def _on_link_hosts(self) -> list[IPv4Address]:
+        """For targets on the interface's own link, only the addresses that answer ARP.
+
+        An address with no host costs a connect the kernel's whole neighbour resolution
+        (about 3 s) before it fails, so, like nmap's ARP ping, a port scan of an on-link
+        subnet first sweeps it. Routed targets (the interface's address is in none of the
+        target networks) are scanned as given.
+        """
+        s = self.settings
+        if not s.interface:
+            return self.addrs
+        mine = arp.interface_ipv4(s.interface)
+        if mine is None or not any(mine in n for n in self.nets):
+            return self.addrs
+        res = arp.sweep(
+            s.interface,
+            self.addrs,
+            rate=s.arp_rate,
+            attempts=s.arp_attempts,
+            timeout=s.arp_timeout,
+            stop=self.stop,
+        )
+        return [ip for ip in self.addrs if ip in res.found]
 
     async def _apply(self, batch: list[tuple[Any, ...]]) -> None:
         now = datetime.now(UTC)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -42,6 +43,7 @@ class DiscoveryService:
         self.passive: PassiveListener | None = None
         self._scheduler: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = threading.Event()  # ends wake watchers still waiting at shutdown
         self._error = ""
 
     async def start(self) -> None:
@@ -64,19 +66,24 @@ class DiscoveryService:
             self._scheduler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._scheduler
+        self._stopping.set()
         for job in list(self.jobs.values()):
             job.stop.set()
         await asyncio.gather(
             *(j.task for j in self.jobs.values() if j.task), return_exceptions=True
         )
+        if self._tasks:  # wake watchers see _stopping within half a second and finish
+            await asyncio.wait(list(self._tasks), timeout=2.0)
         for task in list(self._tasks):
             task.cancel()
         if self.passive is not None:
             self.passive.stop()
 
     def health(self) -> Health:
-        running = len(self.jobs)
-        return Health(not self._error, self._error or f"{running} scan(s) running")
+        detail = f"{len(self.jobs)} scan(s) running"
+        if self.passive is not None:
+            detail += f"; passive: {self.passive.frames} frames, {self.passive.ignored} ignored"
+        return Health(not self._error, self._error or detail)
 
     async def _close_orphans(self) -> None:
         """Scans left ``running`` by a process that died are over: mark them failed."""
@@ -291,6 +298,7 @@ class DiscoveryService:
                 netns=s.netns,
                 password=password,
                 confirm_timeout=s.wake_timeout,
+                stop=self._stopping,
                 on_sent=on_sent,
             )
         finally:

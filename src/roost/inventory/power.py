@@ -1,23 +1,23 @@
 """The seam between the inventory and the power driver library (``roost.power``).
 
-The library is imported lazily, so the inventory works (and says precisely why power does not)
-while ``roost.power`` or a driver's own dependencies are not installed. The interface used:
-``load_driver(name)`` → a driver class with ``SETTINGS`` (each spec with ``name`` and
-``secret``), ``validate_settings(cls, raw)`` → settings, and instances with ``power_on``,
-``power_off``, ``power_cycle``, ``power_status`` and ``set_boot_device``. The driver's own
+Everything the inventory needs from the library goes through the module object
+:data:`library`: ``load_driver(name)`` → a driver class with ``SETTINGS`` (each spec with
+``name``, ``type`` and ``secret``), ``validate_settings(cls, raw)`` → settings, and instances
+with ``power_on``, ``power_off``, ``power_cycle``, ``power_status`` and ``set_boot_device``.
+A driver whose own dependencies are missing is a precise 422, not a crash. The driver's
 settings declaration decides which values are secret: those are sealed by
 :mod:`roost.secrets` and shown as ``***``, never returned or logged.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from types import ModuleType
 from typing import Any
 
+import roost.power as library
 from roost.errors import Invalid, RoostError
 from roost.inventory.models import NodeRow
 from roost.secrets import REDACTED, SecretBox
@@ -44,19 +44,27 @@ class PowerActionFailed(RoostError):
     title = "Power action failed"
 
 
-def _library() -> ModuleType:
-    try:
-        return importlib.import_module("roost.power")
-    except ImportError as exc:
-        raise Invalid(f"power drivers are not installed (roost.power: {exc})") from None
-
-
 def driver_class(name: str) -> Any:
-    lib = _library()
     try:
-        return lib.load_driver(name)
+        return library.load_driver(name)
     except (LookupError, ImportError, RoostError) as exc:
         raise Invalid(f"power driver {name!r} is not installed ({exc})") from None
+
+
+def available() -> list[str]:
+    return list(library.available_drivers())
+
+
+def declaration(driver: str) -> list[dict[str, Any]]:
+    """A driver's settings as data, each with the flag it is on the command line."""
+    specs = library.describe(driver_class(driver))
+    return [{**s, "flag": "--" + s["name"].replace("_", "-")} for s in specs]
+
+
+def settings_from_flags(driver: str, args: Sequence[str]) -> dict[str, Any]:
+    """Driver-specific command-line flags (``--host 10.0.0.9 --port 623``) as raw settings,
+    read by the driver's own declaration: each declared setting is a flag of ``roost node``."""
+    return dict(library.parse_cli_args(driver_class(driver), list(args)))
 
 
 def secret_names(cls: Any) -> set[str]:
@@ -101,28 +109,22 @@ class SealedPower:
 
 
 def prepare(box: SecretBox, node: NodeRow | None, driver: str, raw: dict[str, Any]) -> SealedPower:
-    """Validate ``raw`` against the driver's declaration and split it into plain and sealed.
+    """Validate settings against the driver's declaration and split them into plain and sealed.
 
-    A secret given as ``***`` (what the API shows) keeps the node's stored value, so an
-    exported node re-imports without its secrets ever leaving the server.
+    For a node that already uses ``driver``, ``raw`` changes its stored settings: keys not
+    given stay, ``null`` removes one, and a secret given as ``***`` (what the API shows) keeps
+    the stored value, so an exported node re-imports without its secrets leaving the server.
     """
     cls = driver_class(driver)
     secrets = secret_names(cls)
-    merged = dict(raw)
-    if node is not None and node.power_driver == driver:
-        stored = current_settings(box, node)
-        for key, value in raw.items():
-            if value == REDACTED and key in secrets:
-                if key in stored:
-                    merged[key] = stored[key]
-                else:
-                    del merged[key]
-    else:
-        merged = {k: v for k, v in raw.items() if not (v == REDACTED and k in secrets)}
-    merged = {k: _coerce(cls, k, v) for k, v in merged.items()}
-    validated = {k: _jsonable(v) for k, v in _library().validate_settings(cls, merged).items()}
+    merged = current_settings(box, node) if node is not None and node.power_driver == driver else {}
+    for key, value in raw.items():
+        if not (value == REDACTED and key in secrets):
+            merged[key] = value
+    merged = {k: _coerce(cls, k, v) for k, v in merged.items() if v is not None}
+    validated = {k: _jsonable(v) for k, v in library.validate_settings(cls, merged).items()}
     plain = {k: v for k, v in validated.items() if k not in secrets}
-    hidden = {k: v for k, v in validated.items() if k in secrets}
+    hidden = {k: v for k, v in validated.items() if k in secrets and v is not None}
     return SealedPower(driver, plain, box.seal_json(hidden, _PURPOSE) if hidden else None)
 
 
@@ -161,20 +163,19 @@ def instance(box: SecretBox, node: NodeRow) -> Any:
             "`roost node set NODE --power-driver NAME --power-setting KEY=VALUE`"
         )
     cls = driver_class(node.power_driver)
-    return cls(_library().validate_settings(cls, current_settings(box, node)))
+    return cls(library.validate_settings(cls, current_settings(box, node)))
 
 
 async def act(driver: Any, action: PowerAction) -> str:
-    """Run one action through the driver (it retries and verifies) and return the power state."""
+    """Run one action through the driver and return the power state it verified."""
     try:
-        state: Any = None
         if action is PowerAction.on:
             state = await driver.power_on()
         elif action is PowerAction.off:
             state = await driver.power_off()
         elif action is PowerAction.cycle:
             state = await driver.power_cycle()
-        if state is None:  # the library's actions return the verified state; be lenient
+        else:
             state = await driver.power_status()
     except RoostError:
         raise
@@ -185,8 +186,9 @@ async def act(driver: Any, action: PowerAction) -> str:
 
 
 async def boot_device(driver: Any, device: BootDevice) -> None:
-    lib = _library()
-    wanted: Any = lib.BootDevice(device.value) if hasattr(lib, "BootDevice") else device.value
+    wanted: Any = (
+        library.BootDevice(device.value) if hasattr(library, "BootDevice") else device.value
+    )
     try:
         await driver.set_boot_device(wanted)
     except RoostError:

@@ -93,16 +93,15 @@ async def node_by_mac(s: AsyncSession, mac: str) -> NodeRow | None:
 
 
 async def find_node(s: AsyncSession, ref: str | int, sites: Sequence[str] | None = None) -> NodeRow:
-    """A node by id, MAC or hostname; ``sites`` limits what the caller may see (404 otherwise)."""
+    """A node by id, MAC or hostname, tried in that order (a hostname may look like either);
+    ``sites`` limits what the caller may see (404 otherwise)."""
     text = str(ref).strip()
-    node: NodeRow | None
+    node: NodeRow | None = None
     if text.isdigit():
         node = await s.get(NodeRow, int(text))
-    elif len(re.sub(r"[:\-.]", "", text)) == 12 and _HEX.fullmatch(
-        re.sub(r"[:\-.]", "", text.lower())
-    ):
+    if node is None and _HEX.fullmatch(re.sub(r"[:\-.]", "", text.lower())):
         node = await node_by_mac(s, text)
-    else:
+    if node is None:
         q = select(NodeRow).where(NodeRow.hostname == text.lower())
         node = (await s.execute(q)).scalar_one_or_none()
     if node is None or (sites is not None and node.site not in sites):

@@ -13,6 +13,7 @@ other capabilities never collide; interface names stay within 15 characters.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -193,17 +194,29 @@ class Lab:
 
 
 def remove_leftovers(prefix: str) -> None:
-    """Delete namespaces a crashed earlier run with this prefix left behind."""
+    """Delete namespaces that runs with this prefix left behind when they were killed.
+
+    A lab's names are ``<prefix><pid in hex>…`` so that two runs at once (a developer's and
+    CI's) never share a namespace; only labs whose process is gone are removed.
+    """
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    stale = [line.split()[0] for line in out.splitlines() if line.startswith(prefix)]
+    stale = []
+    for line in out.splitlines():
+        name = line.split()[0] if line.strip() else ""
+        if not name.startswith(prefix):
+            continue
+        digits = re.match(r"[0-9a-f]+", name[len(prefix) :])
+        if digits is None or not Path(f"/proc/{int(digits.group(), 16)}").exists():
+            stale.append(name)
     if stale:
         _ip_batch([f"netns del {n}" for n in stale])
 
 
 @contextmanager
 def lab(prefix: str, subnet: str, count: int, **kw: object) -> Iterator[Lab]:
+    """A lab of ``count`` hosts named ``<prefix><pid>…``; removed on exit, whatever happens."""
     remove_leftovers(prefix)
-    built = Lab(prefix, IPv4Network(subnet))
+    built = Lab(f"{prefix}{os.getpid():x}", IPv4Network(subnet))
     try:
         built.up(count, **kw)  # type: ignore[arg-type]
         yield built

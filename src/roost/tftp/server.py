@@ -20,6 +20,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from roost.tftp import codec
 from roost.tftp.codec import ErrorCode
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python 3.11 does not export it
 _PKTINFO = struct.Struct("i4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
 _READ_BURST = 64  # requests drained per wake-up before yielding to the transfers
+SockAddr = tuple[Any, ...]  # (ip, port) or, for IPv6, (ip, port, flowinfo, scope_id)
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 _REQUEST_BUFFER = 4 << 20  # a boot storm's requests arrive at once; keep them all
 
@@ -75,6 +77,7 @@ class _Active:
 
     key: int
     client: tuple[str, int]
+    peer: SockAddr
     file: str
     started: float
     mac: str | None = None
@@ -175,9 +178,10 @@ class TFTPServer:
             for level, kind, payload in ancdata:
                 if level == socket.IPPROTO_IP and kind == _IP_PKTINFO:
                     local = socket.inet_ntoa(_PKTINFO.unpack_from(payload)[1])
-            self._handle_request(data, (addr[0], addr[1]), local)
+            self._handle_request(data, addr, local)
 
-    def _handle_request(self, data: bytes, client: tuple[str, int], local: str) -> None:
+    def _handle_request(self, data: bytes, peer: SockAddr, local: str) -> None:
+        client = (peer[0], peer[1])  # IPv6 adds flow info and scope, kept in ``peer``
         try:
             request = codec.decode(data)
         except codec.DecodeError:
@@ -188,18 +192,18 @@ class TFTPServer:
             MALFORMED.labels("request").inc()
             return
         if request.opcode == codec.WRQ:
-            self._refuse(client, local, ErrorCode.ACCESS_VIOLATION, "server is read-only")
+            self._refuse(peer, local, ErrorCode.ACCESS_VIOLATION, "server is read-only")
             self._record(client, request.filename, "write_refused")
             return
         if client in self._active:
             return  # the client repeated its request; the transfer's own timer answers it
         if len(self._active) >= self.max_transfers:
             busy = f"server busy: {self.max_transfers} transfers in progress, try again later"
-            self._refuse(client, local, ErrorCode.NOT_DEFINED, busy)
+            self._refuse(peer, local, ErrorCode.NOT_DEFINED, busy)
             self._record(client, request.filename, "busy")
             return
         self._next_key += 1
-        active = _Active(self._next_key, client, request.filename, time.monotonic())
+        active = _Active(self._next_key, client, peer, request.filename, time.monotonic())
         self._active[client] = active
         self._by_key[active.key] = active
         ACTIVE.inc()
@@ -231,7 +235,7 @@ class TFTPServer:
         except Exception:
             log.exception("TFTP request for %r from %s failed", request.filename, client[0])
             code, message = ErrorCode.NOT_DEFINED, "internal error"
-        self._refuse(client, local, code, message)
+        self._refuse(active.peer, local, code, message)
         self._end(active, TransferResult(outcome, 0, 512, 1, 0))
 
     def _begin(self, active: _Active, request: codec.Request, file: TFTPFile, local: str) -> None:
@@ -246,7 +250,7 @@ class TFTPServer:
         try:
             sock.setblocking(False)
             sock.bind((local, 0))
-            sock.connect(active.client)
+            sock.connect(active.peer)
             if self._pool is not None and self._pool.hand_off(active.key, sock, file, request):
                 return
             session = TFTPSession(request, file, self.limits, asyncio.get_running_loop().time())
@@ -276,13 +280,13 @@ class TFTPServer:
             result, active.mac if active.mac is not None else self.mac_lookup(active.client[0]),
         )  # fmt: skip
 
-    def _refuse(self, client: tuple[str, int], local: str, code: int, message: str) -> None:
+    def _refuse(self, peer: SockAddr, local: str, code: int, message: str) -> None:
         try:
             with socket.socket(self._family, socket.SOCK_DGRAM) as sock:
                 sock.bind((local, 0))
-                sock.sendto(codec.error(code, message), client)
+                sock.sendto(codec.error(code, message), peer)
         except OSError:
-            log.debug("cannot send TFTP error to %s", client, exc_info=True)
+            log.debug("cannot send TFTP error to %s", peer, exc_info=True)
 
     def _record(
         self,

@@ -1,0 +1,158 @@
+"""The ``boot`` service: the boot-file store, profiles, and the HTTP boot server, wired.
+
+Start-up creates the store directories (removing crash leftovers), the per-node token secret,
+imports the iPXE binaries of Debian's ``ipxe`` package into the store when they are missing,
+and opens the HTTP boot server on ``boot.host:boot.http_port``. The pieces other capabilities
+plug into are attributes: ``token_for`` and ``lookup`` (see :mod:`roost.boot.documents`), and
+:meth:`BootService.open_file` for the TFTP server.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from roost.boot.documents import Documents, NodeLookup, TokenFor, no_inventory
+from roost.boot.enrollment import enroller, token_issuer
+from roost.boot.http11 import HTTPServer
+from roost.boot.profiles import ProfileBook
+from roost.boot.server import BootHTTP, Enroller
+from roost.boot.store import BootStore
+from roost.boot.tokens import BootTokens
+from roost.service import Health, Runtime
+
+log = logging.getLogger(__name__)
+
+IPXE_FILES = {"undionly.kpxe": "bios", "ipxe.efi": "x86_64-efi", "snponly.efi": "x86_64-efi"}
+"""Debian ``ipxe`` binaries imported as default boot files, with their architecture."""
+
+
+def store_for(runtime: Runtime) -> BootStore:
+    """The store of the running boot service, or one on the same directory and database."""
+    svc = runtime.service("boot")
+    if isinstance(svc, BootService):
+        return svc.store
+    s = runtime.settings
+    return BootStore(s.data_dir, runtime.db, s.boot.max_file_size)
+
+
+def tokens_for(runtime: Runtime) -> BootTokens:
+    return BootTokens.load(runtime.settings.data_dir / "boot" / "secret")
+
+
+class BootService:
+    name = "boot"
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        token_for: TokenFor | None = None,
+        lookup: NodeLookup | None = None,
+        enroll: Enroller | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings.boot
+        self.store = BootStore(runtime.settings.data_dir, runtime.db, self.settings.max_file_size)
+        self.book = ProfileBook(runtime.db)
+        self.token_for = token_for
+        self.enroll = enroll
+        self.lookup = lookup or node_lookup(runtime)
+        self.http: HTTPServer | None = None
+        self.address: tuple[str, int] | None = None
+        self.documents: Documents | None = None
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.import_ipxe(self.settings.ipxe_dir)
+        self.documents = Documents(
+            self.book,
+            tokens_for(self.runtime),
+            self.settings.default_profile,
+            token_for=self.token_for,
+            lookup=self.lookup,
+        )
+        site = BootHTTP(
+            self.store, self.documents, self.runtime.bus, self.settings.public_url, self.enroll
+        )
+        self.http = HTTPServer(
+            site.handle,
+            site.observe,
+            max_connections=self.settings.max_connections,
+            idle_timeout=self.settings.idle_timeout,
+        )
+        self.address = await self.http.start(self.settings.host, self.settings.http_port)
+        log.info("HTTP boot server listening on %s:%d", *self.address)
+        self._plug_into_tftp()
+
+    def _http_base(self) -> str | None:
+        """The boot server's URL when it is known without a request (for TFTP-served scripts)."""
+        if self.settings.public_url:
+            return self.settings.public_url
+        host = self.settings.host
+        if self.address is None or host in ("0.0.0.0", "::", ""):
+            return None
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.address[1]}"
+
+    def _plug_into_tftp(self) -> None:
+        """Put the store (and rendered scripts) in front of the TFTP server's directory.
+
+        Services start in name order, so ``boot`` runs this before ``tftp`` starts."""
+        try:
+            from roost.tftp.service import TFTPService
+        except ImportError:  # a build without the TFTP capability
+            return
+        from roost.boot.tftp import BootResolver
+
+        tftp = self.runtime.service("tftp")
+        if isinstance(tftp, TFTPService):
+            resolver = BootResolver(self.store, self.documents, self._http_base())
+            tftp.chain.resolvers.insert(0, resolver)
+
+    async def stop(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
+
+    def health(self) -> Health:
+        if self.http is None or self.address is None:
+            return Health(False, "HTTP boot server not running")
+        return Health(True, f"{self.address[0]}:{self.address[1]}, {self.http.active} connections")
+
+    async def import_ipxe(self, directory: Path) -> list[str]:
+        """Store the Debian iPXE binaries the store lacks; return the names imported."""
+        if not self.settings.import_ipxe:
+            return []
+        imported = []
+        for name, arch in IPXE_FILES.items():
+            path = directory / name
+            if await self.store.get(name) is not None:
+                continue
+            if not path.is_file():
+                log.warning(
+                    "%s missing: install Debian's ipxe package to boot %s nodes", path, arch
+                )
+                continue
+            await self.store.put_path(name, path, arch=arch)
+            imported.append(name)
+        if imported:
+            log.info("imported %s from %s into the boot-file store", ", ".join(imported), directory)
+        return imported
+
+    async def open_file(self, name: str) -> tuple[Path, int] | None:
+        """For the TFTP server: path and size of a public boot file, or None."""
+        return await self.store.open_file(name)
+
+
+def node_lookup(runtime: Runtime) -> NodeLookup:
+    """The inventory's view of nodes, or none when Roost is built without the inventory."""
+    try:
+        from roost.boot.inventory import inventory_lookup
+    except ImportError:  # a build without the inventory capability
+        return no_inventory
+    return inventory_lookup(runtime.db)
+
+
+def make(runtime: Runtime) -> BootService | None:
+    if not runtime.settings.boot.enabled:
+        return None
+    return BootService(runtime, token_for=token_issuer(runtime), enroll=enroller(runtime))

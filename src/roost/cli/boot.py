@@ -1,0 +1,307 @@
+"""``roost boot``: boot files (streamed, with progress bars), profiles, rules and previews."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from roost.cli.common import JSONOption, State, client, console, err_console, output, print_json
+from roost.client import ClientError, locate
+
+app = typer.Typer(
+    help="Boot files, boot profiles and the rules that choose them.", no_args_is_help=True
+)
+file_app = typer.Typer(
+    help="The boot-file store (kernels, initrds, iPXE binaries).", no_args_is_help=True
+)
+profile_app = typer.Typer(
+    help="Boot profiles: kernel, initrds, command line, templates.", no_args_is_help=True
+)
+rule_app = typer.Typer(
+    help="Rules that choose a profile by arch, MAC, tag or node.", no_args_is_help=True
+)
+app.add_typer(file_app, name="file")
+app.add_typer(profile_app, name="profile")
+app.add_typer(rule_app, name="rule")
+
+FILE_COLUMNS = ["name", "size", "arch", "node", "content_type", "sha256", "created_at"]
+PROFILE_COLUMNS = ["name", "kernel", "initrds", "cmdline", "templates", "description"]
+RULE_COLUMNS = ["id", "priority", "profile", "arch", "mac", "tag", "node"]
+_CHUNK = 1 << 20
+
+
+def _http(ctx: typer.Context) -> httpx.Client:
+    state: State = ctx.obj or State()
+    conn = locate(state.url, state.token)
+    headers = {"Authorization": f"Bearer {conn.token}"} if conn.token else {}
+    timeout = httpx.Timeout(60.0, read=600.0)
+    return httpx.Client(base_url=f"{conn.url}/api/v1", headers=headers, timeout=timeout)
+
+
+def _check(resp: httpx.Response) -> None:
+    if resp.status_code < 400:
+        return
+    resp.read()
+    try:
+        body = resp.json()
+        raise ClientError(f"{resp.status_code} {body.get('title', '')}: {body.get('detail', '')}")
+    except ValueError:
+        raise ClientError(f"{resp.status_code}: {resp.text[:200]}") from None
+
+
+def _progress() -> Progress:
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+
+@file_app.command("put")
+def file_put(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    name: str | None = typer.Argument(None, help="name in the store (default: the file's name)"),
+    arch: str | None = typer.Option(None, help="architecture, e.g. bios or x86_64-efi"),
+    node: str | None = typer.Option(None, help="MAC of the only node that may fetch it"),
+    content_type: str | None = typer.Option(None, help="default: guessed from the name"),
+    as_json: bool = JSONOption,
+) -> None:
+    """Upload a file to the boot-file store, streaming it with a progress bar."""
+    target = name or path.name
+    size = path.stat().st_size
+    params = {
+        k: v for k, v in {"arch": arch, "node": node, "content_type": content_type}.items() if v
+    }
+    with _progress() as progress, _http(ctx) as http:
+        task = progress.add_task(f"put {target}", total=size)
+
+        def chunks() -> Iterator[bytes]:
+            with path.open("rb") as f:
+                while piece := f.read(_CHUNK):
+                    progress.advance(task, len(piece))
+                    yield piece
+
+        resp = http.put(
+            f"/boot/files/{target}",
+            content=chunks(),
+            params=params,
+            headers={"content-length": str(size), "content-type": "application/octet-stream"},
+        )
+        _check(resp)
+    stored = resp.json()
+    if as_json:
+        print_json(stored)
+    else:
+        console.print(f"stored {stored['name']} ({stored['size']} B, sha256 {stored['sha256']})")
+
+
+@file_app.command("get")
+def file_get(
+    ctx: typer.Context,
+    name: str,
+    dest: Path | None = typer.Argument(
+        None, help="where to write it (default: ./<name>, - for stdout)"
+    ),
+) -> None:
+    """Download a boot file, streaming it with a progress bar."""
+    to_stdout = str(dest) == "-"
+    out = dest or Path(Path(name).name)
+    if out.is_dir():
+        out = out / Path(name).name
+    with _http(ctx) as http, http.stream("GET", f"/boot/files/{name}") as resp:
+        _check(resp)
+        total = int(resp.headers.get("content-length", 0)) or None
+        if to_stdout:
+            for piece in resp.iter_bytes(_CHUNK):
+                sys.stdout.buffer.write(piece)
+            sys.stdout.buffer.flush()
+            return
+        tmp = out.with_name(f".{out.name}.part")
+        with _progress() as progress, tmp.open("wb") as f:
+            task = progress.add_task(f"get {name}", total=total)
+            try:
+                for piece in resp.iter_bytes(_CHUNK):
+                    f.write(piece)
+                    progress.advance(task, len(piece))
+                f.flush()
+                os.fsync(f.fileno())
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        tmp.replace(out)
+    console.print(f"wrote {out}")
+
+
+@file_app.command("ls")
+def file_ls(ctx: typer.Context, as_json: bool = JSONOption) -> None:
+    """List the boot files."""
+    with client(ctx) as c:
+        output(c.get("/boot/files"), FILE_COLUMNS, as_json)
+
+
+@file_app.command("rm")
+def file_rm(ctx: typer.Context, name: str, as_json: bool = JSONOption) -> None:
+    """Remove a boot file (its bytes go when no other name shares them)."""
+    with client(ctx) as c:
+        gone = c.delete(f"/boot/files/{name}")
+    if as_json:
+        print_json(gone)
+    else:
+        console.print(f"removed {gone['name']}")
+
+
+# -- profiles ------------------------------------------------------------------------------------
+
+
+def _templates(values: list[str]) -> dict[str, str]:
+    out = {}
+    for v in values:
+        kind, sep, file = v.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{v!r}: write KIND=FILE, e.g. user-data=./user-data.yaml")
+        out[kind] = Path(file).read_text()
+    return out
+
+
+@profile_app.command("add")
+def profile_add(
+    ctx: typer.Context,
+    name: str,
+    kernel: str | None = typer.Option(None, help="store name or URL of the kernel"),
+    initrd: list[str] = typer.Option([], "--initrd", help="store name or URL (repeatable)"),
+    cmdline: str = typer.Option("", help="kernel command line (a Jinja2 template)"),
+    template: list[str] = typer.Option(
+        [], "--template", help="KIND=FILE; KIND: ipxe, user-data, meta-data, preseed, kickstart"
+    ),
+    description: str = typer.Option("", help="what the profile is for"),
+    replace: bool = typer.Option(False, "--replace", help="overwrite an existing profile"),
+    as_json: bool = JSONOption,
+) -> None:
+    """Add a boot profile (or replace one with --replace)."""
+    body: dict[str, Any] = {
+        "description": description,
+        "kernel": kernel,
+        "initrds": initrd,
+        "cmdline": cmdline,
+        "templates": _templates(template),
+    }
+    headers = {} if replace else {"If-None-Match": "*"}
+    with client(ctx) as c:
+        saved = c.request("PUT", f"/boot/profiles/{name}", json=body, headers=headers)
+    if as_json:
+        print_json(saved)
+    else:
+        console.print(f"profile {saved['name']} saved")
+
+
+def _profile_row(p: dict[str, Any]) -> dict[str, Any]:
+    return {**p, "initrds": " ".join(p["initrds"]), "templates": " ".join(sorted(p["templates"]))}
+
+
+@profile_app.command("list")
+def profile_list(ctx: typer.Context, as_json: bool = JSONOption) -> None:
+    """List boot profiles, the built-in local one first."""
+    with client(ctx) as c:
+        rows = c.get("/boot/profiles")
+    output(rows if as_json else [_profile_row(p) for p in rows], PROFILE_COLUMNS, as_json)
+
+
+@profile_app.command("show")
+def profile_show(ctx: typer.Context, name: str, as_json: bool = JSONOption) -> None:
+    """Show one profile with its templates."""
+    with client(ctx) as c:
+        p = c.get(f"/boot/profiles/{name}")
+    if as_json:
+        print_json(p)
+        return
+    for key in ("name", "description", "kernel", "initrds", "cmdline"):
+        console.print(f"[bold]{key}[/]: {json.dumps(p[key]) if key == 'initrds' else p[key]}")
+    for kind, source in sorted(p["templates"].items()):
+        console.rule(kind)
+        console.print(source, markup=False, highlight=False)
+
+
+@profile_app.command("rm")
+def profile_rm(ctx: typer.Context, name: str) -> None:
+    """Remove a profile (refused while rules use it)."""
+    with client(ctx) as c:
+        c.delete(f"/boot/profiles/{name}")
+    console.print(f"profile {name} removed")
+
+
+# -- rules and preview ---------------------------------------------------------------------------
+
+
+@rule_app.command("add")
+def rule_add(
+    ctx: typer.Context,
+    profile: str,
+    arch: str | None = typer.Option(None, help="e.g. bios, x86_64-efi, arm64-efi"),
+    mac: str | None = typer.Option(None),
+    tag: str | None = typer.Option(None, help="a tag the node carries in the inventory"),
+    node: str | None = typer.Option(None, help="the node's inventory name"),
+    priority: int = typer.Option(100, help="lower is tried first"),
+    as_json: bool = JSONOption,
+) -> None:
+    """Choose PROFILE for nodes matching every given condition (none: every node)."""
+    body = {"profile": profile, "arch": arch, "mac": mac, "tag": tag, "node": node}
+    with client(ctx) as c:
+        rule = c.post("/boot/rules", json={**body, "priority": priority})
+    if as_json:
+        print_json(rule)
+    else:
+        console.print(f"rule {rule['id']} added")
+
+
+@rule_app.command("list")
+def rule_list(ctx: typer.Context, as_json: bool = JSONOption) -> None:
+    """List rules in the order they are tried."""
+    with client(ctx) as c:
+        output(c.get("/boot/rules"), RULE_COLUMNS, as_json)
+
+
+@rule_app.command("rm")
+def rule_rm(ctx: typer.Context, rule_id: int) -> None:
+    """Remove a rule."""
+    with client(ctx) as c:
+        c.delete(f"/boot/rules/{rule_id}")
+    console.print(f"rule {rule_id} removed")
+
+
+@app.command("render")
+def render(
+    ctx: typer.Context,
+    mac: str,
+    kind: str = typer.Option("ipxe", help="ipxe, user-data, meta-data, preseed or kickstart"),
+    arch: str | None = typer.Option(None, help="architecture the node boots as"),
+    http_base: str | None = typer.Option(None, help="boot server URL (default boot.public_url)"),
+) -> None:
+    """Print what the node with MAC would be served (contains its tokens)."""
+    params = {k: v for k, v in {"arch": arch, "http_base": http_base}.items() if v}
+    with _http(ctx) as http:
+        resp = http.get(f"/boot/render/{mac}/{kind}", params=params)
+        _check(resp)
+    err_console.print(f"profile: {resp.headers.get('x-roost-profile')}")
+    sys.stdout.write(resp.text)

@@ -1,0 +1,89 @@
+"""``roost boot`` as an operator runs it: a real CLI process against a live API."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+ROOST = str(Path(sys.executable).parent / "roost")
+
+
+async def roost(live_url: str, token: str, *args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "ROOST_URL": live_url, "ROOST_TOKEN": token, "COLUMNS": "200"}
+    proc = await asyncio.create_subprocess_exec(
+        ROOST, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_file_put_ls_get_rm(live_url: str, admin_token: str, tmp_path: Path) -> None:
+    src = tmp_path / "initrd.img"
+    src.write_bytes(os.urandom(5 * 2**20 + 3))
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+
+    rc, out, err = await roost(live_url, admin_token, "boot", "file", "put", str(src), "--json")
+    assert rc == 0, err
+    assert json.loads(out)["sha256"] == sha
+    assert "put initrd.img" in err  # the progress bar, on stderr
+
+    rc, out, _ = await roost(live_url, admin_token, "boot", "file", "ls", "--json")
+    assert [(f["name"], f["size"]) for f in json.loads(out)] == [("initrd.img", src.stat().st_size)]
+
+    dest = tmp_path / "back.img"
+    rc, out, err = await roost(
+        live_url, admin_token, "boot", "file", "get", "initrd.img", str(dest)
+    )
+    assert rc == 0, err
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == sha
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".part")]
+
+    rc, _, err = await roost(live_url, admin_token, "boot", "file", "rm", "initrd.img")
+    assert rc == 0, err
+    rc, _, err = await roost(live_url, admin_token, "boot", "file", "get", "initrd.img", str(dest))
+    assert rc == 1 and "404" in err and "no boot file" in err
+
+
+async def test_profile_add_list_show_rm(live_url: str, admin_token: str, tmp_path: Path) -> None:
+    user_data = tmp_path / "user-data"
+    user_data.write_text("#cloud-config\nhostname: {{ hostname }}\n")
+    add = ["boot", "profile", "add", "commission", "--kernel", "vmlinuz", "--initrd", "initrd.img"]
+    add += ["--cmdline", "console=ttyS0", "--template", f"user-data={user_data}"]
+    rc, out, err = await roost(live_url, admin_token, *add)
+    assert rc == 0, err
+    rc, _, err = await roost(live_url, admin_token, *add)
+    assert rc == 1 and "--replace" in err
+    rc, out, _ = await roost(live_url, admin_token, "boot", "profile", "list", "--json")
+    assert [p["name"] for p in json.loads(out)] == ["local", "commission"]
+    rc, out, _ = await roost(live_url, admin_token, "boot", "profile", "show", "commission")
+    assert "hostname: {{ hostname }}" in out and "console=ttyS0" in out
+    rc, out, err = await roost(
+        live_url, admin_token, "boot", "rule", "add", "commission", "--arch", "bios", "--json"
+    )
+    assert rc == 0, err
+    rule_id = json.loads(out)["id"]
+    rc, out, _ = await roost(
+        live_url,
+        admin_token,
+        "boot",
+        "render",
+        "52:54:00:00:00:01",
+        "--arch",
+        "bios",
+        "--http-base",
+        "http://10.0.0.1:8442",
+    )
+    assert "kernel http://10.0.0.1:8442/files/vmlinuz initrd=initrd.img console=ttyS0" in out
+    rc, _, err = await roost(live_url, admin_token, "boot", "rule", "rm", str(rule_id))
+    assert rc == 0, err
+    rc, _, err = await roost(live_url, admin_token, "boot", "profile", "rm", "commission")
+    assert rc == 0, err
