@@ -123,12 +123,15 @@ class Lab:
         return [int(p) for p in out]
 
     def close(self) -> None:
+        """Kill what was started, then delete the namespaces, whatever fails on the way."""
         for proc in self.procs:
-            self.kill(proc, wait=5)
+            with contextlib.suppress(Exception):
+                self.kill(proc, wait=5)
         for ns in reversed(self.namespaces):
-            for pid in self.pids_in(ns):  # whatever daemonised in there (dhclient, dhcrelay)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                for pid in self.pids_in(ns):  # whatever daemonised in there (dhclient, dhcrelay)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
             run("ip", "netns", "del", ns, check=False)
         self.namespaces.clear()
 
