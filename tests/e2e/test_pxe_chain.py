@@ -1,7 +1,8 @@
 """The proof of network boot: a BIOS guest (SeaBIOS, iPXE NIC ROM) and a UEFI guest (OVMF's
 own PXE client, NIC ROM disabled: firmware → TFTP ipxe.efi → iPXE → HTTP) boot through Roost
 alone — its DHCP, TFTP and HTTP boot server in the lab's server namespace, no dnsmasq, no
-other server — to the commissioning image's callback, whose facts reach the inventory."""
+other server — to the commissioning image's callback, whose facts reach the inventory, and
+its enrollment, which makes the nodes ready."""
 
 from __future__ import annotations
 
@@ -83,7 +84,8 @@ def test_bios_and_uefi_guests_boot_through_roost_alone(demo: Demo) -> None:
         assert g.facts["mac"] == g.mac
         assert g.facts["firmware"] == g.firmware
         assert g.facts["disks"][0]["size_bytes"] == 8 << 30
-        assert "ROOST: callback ok" in consoles[g.index].read_text(errors="replace")
+        text = consoles[g.index].read_text(errors="replace")
+        assert "ROOST: callback ok" in text and "ROOST: enroll ok" in text
     # The inventory made nodes of them and kept the facts the image sent.
     deadline = time.monotonic() + 30
     while True:
@@ -93,3 +95,5 @@ def test_bios_and_uefi_guests_boot_through_roost_alone(demo: Demo) -> None:
             break
         time.sleep(0.5)
     assert [f.get("cpu", {}).get("count") for f in stored] == [1, 1], sorted(nodes)
+    # …and the image enrolled with its one-time token: both nodes are ready.
+    assert [nodes[g.mac]["state"] for g in (bios, uefi)] == ["ready", "ready"]
