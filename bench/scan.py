@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import resource
 import statistics
 import sys
 import threading
@@ -31,13 +32,21 @@ from roost.discovery.netns import run_in_thread
 from roost.testing import netlab
 
 PREFIX = "rdsb"
-WORKERS = 2
 SUBNET = "10.232.0.0/24"
 HOSTS = 50
 LISTEN = [
     22, 80, 443, 2049, 3306, 5432, 6443, 8080, 8443, 9100,
     10250, 20000, 32768, 40000, 45000, 50000, 55000, 60000, 65000, 65535,
 ]  # fmt: skip
+
+
+def _cpu() -> float:
+    """CPU seconds used so far by this process and its finished children."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _score(found: set[Any], truth: set[Any]) -> tuple[float, int]:
@@ -118,11 +127,13 @@ def main() -> None:
             k: [] for k in ("roost_arp", "arp_scan", "roost_tcp", "nmap")
         }
         quality: dict[str, list[tuple[float, int]]] = {k: [] for k in times}
+        cpu: dict[str, list[float]] = {k: [] for k in times}
         for r in range(rounds):
             # Alternate who goes first so neither side always gets the warmer caches.
             order = [("roost_arp", "arp_scan"), ("roost_tcp", "nmap")]
             for pair in order:
                 for name in pair if r % 2 == 0 else reversed(pair):
+                    cpu0 = _cpu()
                     if name == "roost_arp":
                         took, found = _roost_arp(lab)
                         truth: set[Any] = arp_truth
@@ -135,6 +146,7 @@ def main() -> None:
                     else:
                         took, found = _nmap_tcp(lab, target.ip)  # type: ignore[assignment]
                         truth = tcp_truth
+                    cpu[name].append(_cpu() - cpu0)
                     times[name].append(took)
                     quality[name].append(_score(found, truth))
                     print(
@@ -143,28 +155,42 @@ def main() -> None:
                         flush=True,
                     )
     med = {k: statistics.median(v) for k, v in times.items()}
+    cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
+
+    def paired(a: str, b: str) -> float:
+        """Median of the per-round ratios: both sides of a round saw the same machine load."""
+        return round(statistics.median(x / y for x, y in zip(times[a], times[b], strict=True)), 3)
+
     figures = {
         "rounds": rounds,
         "arp_roost_s": round(med["roost_arp"], 3),
         "arp_arpscan_s": round(med["arp_scan"], 3),
         "arp_ratio": round(med["roost_arp"] / med["arp_scan"], 3),
+        "arp_ratio_paired": paired("roost_arp", "arp_scan"),
+        "arp_cpu_ratio": round(cpu_med["roost_arp"] / cpu_med["arp_scan"], 3),
         "arp_recall": min(q[0] for q in quality["roost_arp"]),
         "arp_false_positives": max(q[1] for q in quality["roost_arp"]),
         "arpscan_recall": min(q[0] for q in quality["arp_scan"]),
         "tcp_roost_s": round(med["roost_tcp"], 3),
         "tcp_nmap_s": round(med["nmap"], 3),
         "tcp_ratio": round(med["roost_tcp"] / med["nmap"], 3),
+        "tcp_ratio_paired": paired("roost_tcp", "nmap"),
+        "tcp_cpu_roost_s": round(cpu_med["roost_tcp"], 3),
+        "tcp_cpu_nmap_s": round(cpu_med["nmap"], 3),
+        "tcp_cpu_ratio": round(cpu_med["roost_tcp"] / cpu_med["nmap"], 3),
         "tcp_recall": min(q[0] for q in quality["roost_tcp"]),
         "tcp_false_positives": max(q[1] for q in quality["roost_tcp"]),
         "nmap_recall": min(q[0] for q in quality["nmap"]),
     }
     print(
         f"\nARP /24 (50 hosts): Roost {figures['arp_roost_s']} s, arp-scan "
-        f"{figures['arp_arpscan_s']} s, ratio {figures['arp_ratio']} (target <= 1.0)"
+        f"{figures['arp_arpscan_s']} s, ratio {figures['arp_ratio']} "
+        f"(paired {figures['arp_ratio_paired']}, CPU {figures['arp_cpu_ratio']}; target <= 1.0)"
     )
     print(
         f"TCP 65535 ports (20 open): Roost {figures['tcp_roost_s']} s, nmap -sT -T4 "
-        f"{figures['tcp_nmap_s']} s, ratio {figures['tcp_ratio']} (target <= 1.0)"
+        f"{figures['tcp_nmap_s']} s, ratio {figures['tcp_ratio']} "
+        f"(paired {figures['tcp_ratio_paired']}, CPU {figures['tcp_cpu_ratio']}; target <= 1.0)"
     )
     print(json.dumps(figures))
 

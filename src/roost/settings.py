@@ -194,8 +194,6 @@ class DiscoverySettings(Section):
     """Seconds to wait for a reply before asking again."""
     tcp_concurrency: int = Field(default=2048, ge=1, le=16_384)
     """Upper bound of connects in flight (the adaptive window stays below it)."""
-    tcp_workers: int = Field(default=2, ge=1, le=8)
-    """Threads a TCP scan runs on; the kernel side of each connect uses a core of its own."""
     tcp_rate: float = Field(default=100_000.0, gt=0, le=200_000)
     """New TCP connects per second at most."""
     tcp_timeout: float = Field(default=1.0, gt=0, le=60)

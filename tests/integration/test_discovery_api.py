@@ -213,6 +213,12 @@ async def test_cli_scans_with_progress_and_json_and_wakes(
     assert rc == 0, err
     assert all(str(p) in out for p in listening) and "finished" in err
 
+    rc, out, err = await _roost(
+        live_url, admin_token, "scan", "open", "--ip", "127.0.0.1", "--json"
+    )
+    assert rc == 0, err
+    assert {p["port"] for p in json.loads(out)} == set(listening)
+
     rc, out, err = await _roost(live_url, admin_token, "scan", "status", "--json")
     assert rc == 0, err
     assert [s["state"] for s in json.loads(out)] == ["finished", "finished"]

@@ -44,37 +44,25 @@ def _need(tool: str) -> str:
 
 
 @SQLITE_ONLY
-async def test_busybox_wget_enrolls_with_facts(live_url: str, runtime: Runtime) -> None:
+async def test_busybox_wget_enrolls_like_the_commissioning_image(
+    live_url: str, runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    """The commissioning image's /init POSTs its facts document (with ``mac`` and ``ip``) to
+    ``<roost.callback>/<roost.token>`` with busybox wget; pointed at the enroll endpoint, that
+    enrolls the node."""
     busybox = _need("busybox")
-    token = await issue_enrollment_token(runtime.db, mac="52:54:00:00:03:01", ttl="10m")
-    facts = {"cpus": 1, "memory_mib": 256, "disks": ["vda"]}
-    body = json.dumps({"token": token, "mac": "52:54:00:00:03:01", "facts": facts})
-    rc, out, err = await _run(
-        busybox,
-        "wget",
-        "-q",
-        "-O",
-        "-",
-        "--header",
-        "Content-Type: application/json",
-        "--post-data",
-        body,
-        f"{live_url}/api/v1/enroll",
-    )
+    mac = "52:54:00:00:03:01"
+    token = await issue_enrollment_token(runtime.db, mac=mac, ttl="10m")
+    facts = {"mac": mac, "ip": "10.0.0.31", "cpu": {"count": 1}, "firmware": "bios"}
+    argv = [busybox, "wget", "-q", "-O", "-", "--header", "Content-Type: application/json",
+            "--post-data", json.dumps(facts), f"{live_url}/api/v1/enroll/{token}"]  # fmt: skip
+    rc, out, err = await _run(*argv)
     assert rc == 0, err
     assert json.loads(out)["state"] == "ready"
-    rc, _, err = await _run(
-        busybox,
-        "wget",
-        "-q",
-        "-O",
-        "-",
-        "--header",
-        "Content-Type: application/json",
-        "--post-data",
-        body,
-        f"{live_url}/api/v1/enroll",
-    )
+    node = (await api.get(f"/api/v1/nodes/{mac}")).json()
+    assert node["facts"] == {"cpu": {"count": 1}, "firmware": "bios"}
+    assert node["ip"] == "10.0.0.31" and node["state"] == "ready"
+    rc, _, err = await _run(*argv)
     assert rc != 0 and "401" in err
 
 
@@ -140,11 +128,11 @@ async def test_openssl_csr_gets_a_certificate_that_openssl_verifies(
 async def test_cli_inventory_end_to_end(live_url: str, admin_token: str, tmp_path: Path) -> None:
     base = [ROOST, "--url", live_url, "--token", admin_token]
 
-    async def roost(*args: str) -> str:
+    async def roost(*args: str, input: str | None = None) -> str:
         """The CLI in process (a worker thread; the server runs on this loop): the same Typer
         app as the ``roost`` command without paying its start-up per call."""
         result = await asyncio.to_thread(
-            CliRunner().invoke, cli_app, [*base[1:], *args], env={"COLUMNS": "200"}
+            CliRunner().invoke, cli_app, [*base[1:], *args], input, env={"COLUMNS": "200"}
         )
         assert result.exit_code == 0, (
             f"roost {' '.join(args)}: {result.output} {result.exception!r}"
@@ -196,6 +184,17 @@ async def test_cli_inventory_end_to_end(live_url: str, admin_token: str, tmp_pat
     await roost("node", "rm", "n1", "--yes")
     gone = await asyncio.to_thread(CliRunner().invoke, cli_app, [*base[1:], "node", "show", "n1"])
     assert gone.exit_code == 1 and "no node 'n1'" in str(gone.exception)
+    # Power drivers' own settings are flags; a secret given as "-" is prompted for.
+    await roost("node", "add", "52:54:00:00:04:09", "--hostname", "p1", "--power-driver", "fake",
+                "--machine", "rnd-cli", "--initial-state", "on", "--password", "-",
+                input="pw-from-prompt\n")  # fmt: skip
+    await roost("node", "set", "p1", "--fail-times", "0")
+    assert "power on" in await roost("node", "power", "p1", "status")
+    assert "next boot from pxe" in await roost("node", "boot-device", "p1", "pxe")
+    shown = json.loads(await roost("node", "show", "p1", "--json"))
+    assert shown["power"]["settings"]["password"] == "***"
+    assert shown["power"]["settings"]["machine"] == "rnd-cli"
+    assert "--initial-state" in await roost("node", "drivers", "fake")
     # The installed command itself: errors exit 1 with the server's precise message.
     rc, _, err = await _run(*base, "node", "power", "52:54:00:00:04:02", "on")
     assert rc == 1 and "has no power driver" in err

@@ -155,3 +155,16 @@ def test_sight_survives_truncated_ip_payloads(header: bytes, body: bytes) -> Non
     frame = header[:12] + struct.pack("!H", arp.ETH_P_IP) + body
     seen = passive.sight(frame)
     assert seen is None or seen.how == "dhcp"
+
+
+def test_udp_payloads_are_well_formed() -> None:
+    from roost.discovery.udpscan import PAYLOADS, payload_for
+
+    dns = PAYLOADS[53]
+    assert struct.unpack("!HHHHHH", dns[:12])[2] == 1 and dns[12:] == b"\x00\x00\x02\x00\x01"
+    nbns = PAYLOADS[137]
+    assert nbns[12] == 32 and nbns[13:45] == b"CK" + b"A" * 30 and len(nbns) == 50
+    snmp = PAYLOADS[161]
+    assert snmp[0] == 0x30 and snmp[1] + 2 == len(snmp) and b"public" in snmp
+    assert len(PAYLOADS[123]) == 48 and PAYLOADS[123][0] & 0x07 == 3  # NTP client mode
+    assert payload_for(40000) == b""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -120,3 +121,20 @@ async def test_oui_vendor_lookup_is_offline_and_knows_local_addresses() -> None:
     assert oui.vendor("00:1b:21:00:00:01") == "Intel Corporate"
     assert oui.vendor("52:54:00:12:34:56") == oui.LOCAL  # QEMU's locally administered range
     assert oui.vendor("zz") is None
+
+
+def test_discovery_is_registered_as_a_service_and_off_without_subnets(tmp_path: Path) -> None:
+    from importlib.metadata import entry_points
+
+    from roost.discovery.service import DiscoveryService, make
+    from roost.service import Runtime
+    from roost.settings import load_settings
+
+    eps = {e.name: e.value for e in entry_points(group="roost.services")}
+    assert eps.get("discovery") == "roost.discovery.service:make"
+    off = Runtime.create(load_settings(None, {"data_dir": tmp_path}))
+    assert make(off) is None
+    on = Runtime.create(
+        load_settings(None, {"data_dir": tmp_path, "discovery.subnets": ["10.9.0.0/24"]})
+    )
+    assert isinstance(make(on), DiscoveryService)

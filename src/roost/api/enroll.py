@@ -11,12 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, HTTPException, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from roost.api.deps import Operator, RuntimeDep
 from roost.api.nodeauth import NodeDep
 from roost.db.models import utcnow
-from roost.inventory.views import Facts
+from roost.inventory.views import Facts, check_facts
 from roost.pki import enroll, revocation, tokens
 from roost.pki.tokens import TokenRefused
 
@@ -34,6 +34,20 @@ class EnrollIn(BaseModel):
     csr: str | None = Field(
         default=None, max_length=16_384, description="PEM PKCS #10 CSR (EC P-256/P-384, Ed25519)"
     )
+
+
+class CallbackIn(BaseModel):
+    """A facts document that names its own interface (the commissioning image's format)."""
+
+    model_config = ConfigDict(extra="allow")
+    mac: str
+    ip: str | None = None
+    csr: str | None = Field(default=None, max_length=16_384)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> CallbackIn:
+        check_facts(self.model_dump())
+        return self
 
 
 class EnrollOut(BaseModel):
@@ -115,6 +129,21 @@ async def list_tokens(runtime: RuntimeDep, who: Operator) -> list[TokenOut]:
         for r in rows
         if who.sites is None or r.site in who.sites
     ]
+
+
+@router.post(
+    "/{token}",
+    response_model=EnrollOut,
+    summary="Enroll with the token in the path and the facts document as the body",
+)
+async def enroll_by_path(token: str, body: CallbackIn, runtime: RuntimeDep) -> EnrollOut:
+    """What a commissioning image does with ``roost.callback=<api>/api/v1/enroll`` and
+    ``roost.token=<token>``: POST its facts, which carry ``mac`` and ``ip``, to ``…/<token>``."""
+    facts = body.model_dump(exclude={"mac", "ip", "csr"})
+    return await enroll_(
+        EnrollIn(token=token, mac=body.mac, ip=body.ip or None, facts=facts, csr=body.csr),
+        runtime,
+    )
 
 
 @pki.get("/ca.pem", response_class=Response, summary="The CA certificate (public)")

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from roost.cli.common import JSONOption, client, console, output, print_json
 from roost.client import ClientError
+from roost.inventory import power as node_power
 from roost.inventory.transfer import to_csv
 
 app = typer.Typer(
@@ -32,14 +33,20 @@ def _row(n: dict[str, Any]) -> dict[str, Any]:
     return {**n, "tags": ",".join(n["tags"]), "power": n["power"]["driver"] or ""}
 
 
-def _settings(pairs: list[str]) -> dict[str, str]:
-    """``KEY=VALUE`` pairs; ``KEY=-`` asks for the value without echoing it (for secrets)."""
-    out: dict[str, str] = {}
+def _settings(driver: str | None, pairs: list[str], flags: list[str]) -> dict[str, Any]:
+    """The driver's own flags (``--host …``) and ``--power-setting KEY=VALUE`` pairs; a secret
+    given as ``-`` is asked for without echo, so it stays out of shell history."""
+    if flags and not driver:
+        raise ClientError(f"driver flags such as {flags[0]} need --power-driver NAME")
+    out: dict[str, Any] = node_power.settings_from_flags(driver, flags) if driver and flags else {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ClientError(f"--power-setting wants KEY=VALUE, got {pair!r}")
-        out[key] = typer.prompt(key, hide_input=True) if value == "-" else value
+        out[key] = value
+    for key, value in out.items():
+        if value == "-":
+            out[key] = typer.prompt(key, hide_input=True)
     return out
 
 
@@ -87,7 +94,7 @@ def _body(
     vendor: str | None,
     boot_profile: str | None,
     power_driver: str | None,
-    power_setting: list[str],
+    settings: dict[str, Any],
 ) -> dict[str, Any]:
     return _fields(
         hostname=hostname,
@@ -96,7 +103,7 @@ def _body(
         vendor=vendor,
         boot_profile=boot_profile,
         power_driver=power_driver,
-        power_settings=_settings(power_setting),
+        power_settings=settings,
     )
 
 
@@ -109,9 +116,12 @@ DriverOpt = typer.Option(None, "--power-driver", help="wol, ipmi, redfish, webho
 SettingOpt = typer.Option(
     [], "--power-setting", help="KEY=VALUE for the driver (repeatable); KEY=- prompts hidden"
 )
+# Anything else on the line is a flag of the power driver, from its settings declaration
+# (`roost node drivers NAME` lists them): --host 10.0.0.9 --password -
+DRIVER_FLAGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-@app.command("add")
+@app.command("add", context_settings=DRIVER_FLAGS)
 def add(
     ctx: typer.Context,
     mac: str = typer.Argument(..., help="MAC of the boot interface"),
@@ -126,10 +136,11 @@ def add(
     power_setting: list[str] = SettingOpt,
     as_json: bool = JSONOption,
 ) -> None:
-    """Add a node by hand; it starts as discovered."""
+    """Add a node by hand; it starts as discovered. Power driver flags may follow."""
+    settings = _settings(power_driver, power_setting, ctx.args)
     body = {
         "mac": mac,
-        **_body(hostname, site, arch, vendor, boot_profile, power_driver, power_setting),
+        **_body(hostname, site, arch, vendor, boot_profile, power_driver, settings),
         **_fields(tags=tag, ip=ip),
     }
     with client(ctx) as c:
@@ -137,7 +148,7 @@ def add(
     output([node] if as_json else [_row(node)], COLUMNS, as_json)
 
 
-@app.command("set")
+@app.command("set", context_settings=DRIVER_FLAGS)
 def set_(
     ctx: typer.Context,
     node: str = NodeArg,
@@ -150,9 +161,14 @@ def set_(
     power_setting: list[str] = SettingOpt,
     as_json: bool = JSONOption,
 ) -> None:
-    """Change fields of a node, such as its power driver and settings."""
-    body = _body(hostname, site, arch, vendor, boot_profile, power_driver, power_setting)
+    """Change fields of a node, such as its power driver and settings (driver flags may
+    follow; settings not given stay)."""
     with client(ctx) as c:
+        driver = power_driver
+        if ctx.args and not driver:
+            driver = c.get(f"/nodes/{node}")["power"]["driver"]
+        settings = _settings(driver, power_setting, ctx.args)
+        body = _body(hostname, site, arch, vendor, boot_profile, power_driver, settings)
         updated = c.request("PATCH", f"/nodes/{node}", json=body)
     output([updated] if as_json else [_row(updated)], COLUMNS, as_json)
 
@@ -298,3 +314,19 @@ def boot_device(
         print_json(result)
     else:
         console.print(f"node {result['node']}: next boot from {result['device']}")
+
+
+@app.command("drivers")
+def drivers(
+    name: str | None = typer.Argument(None, help="one driver: list its settings as flags"),
+    as_json: bool = JSONOption,
+) -> None:
+    """The installed power drivers, or one driver's settings (its flags on add/set)."""
+    if name is None:
+        output([{"driver": d} for d in node_power.available()], ["driver"], as_json)
+        return
+    output(
+        node_power.declaration(name),
+        ["flag", "type", "required", "secret", "default", "help"],
+        as_json,
+    )

@@ -146,3 +146,21 @@ def hosts(
     with client(ctx) as c:
         rows = c.get("/discovery/hosts", params={"include_gone": include_gone})
     output(rows, ["ip", "mac", "vendor", "source", "first_seen", "last_seen", "gone"], as_json)
+
+
+@app.command("open")
+def open_ports(
+    ctx: typer.Context,
+    ip: str | None = typer.Option(None, "--ip", help="only this address"),
+    state: str = typer.Option("open", help="open, closed, open|filtered, … ('' for all)"),
+    as_json: bool = JSONOption,
+) -> None:
+    """Ports found so far, with the first and last time each was seen open."""
+    params = {"state": state, **({"ip": ip} if ip else {})}
+    with client(ctx) as c:
+        rows = c.get("/discovery/ports", params=params)
+    output(
+        rows,
+        ["ip", "protocol", "port", "state", "service", "first_seen_open", "last_seen_open"],
+        as_json,
+    )

@@ -83,6 +83,9 @@ class ScanJob:
             stats = await engine
         except Exception as exc:
             state, error = "failed", f"{type(exc).__name__}: {exc}"
+            self.stop.set()  # e.g. the database failed: end the engine too, and wait for it
+            with contextlib.suppress(Exception):
+                await engine
         if self.stop.is_set() and state == "finished":
             state = "cancelled"
         await self._finish(state, error, stats, time.monotonic() - started)
@@ -112,15 +115,16 @@ class ScanJob:
                 "ignored_frames": res.ignored,
             }
         addrs = self._on_link_hosts() if len(self.addrs) > 1 else self.addrs
+        if self.stop.is_set():
+            return {"probes": 0}
         total = len(addrs) * len(self.ports)
         pairs = ((str(ip), p) for ip in addrs for p in self.ports)
         report = lambda ip, port, st: put(("port", ip, port, st))  # noqa: E731
         on_progress = lambda done, tot: progress(done / tot if tot else 1.0)  # noqa: E731
         if self.kind == "tcp":
-            st = tcpscan.scan_tcp_parallel(
-                lambda: ((str(ip), p) for ip in addrs for p in self.ports),
+            st = tcpscan.scan_tcp(
+                pairs,
                 total=total,
-                workers=s.tcp_workers,
                 max_concurrency=s.tcp_concurrency,
                 timeout=s.tcp_timeout,
                 retries=s.tcp_retries,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -42,6 +43,7 @@ class DiscoveryService:
         self.passive: PassiveListener | None = None
         self._scheduler: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = threading.Event()  # ends wake watchers still waiting at shutdown
         self._error = ""
 
     async def start(self) -> None:
@@ -64,11 +66,14 @@ class DiscoveryService:
             self._scheduler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._scheduler
+        self._stopping.set()
         for job in list(self.jobs.values()):
             job.stop.set()
         await asyncio.gather(
             *(j.task for j in self.jobs.values() if j.task), return_exceptions=True
         )
+        if self._tasks:  # wake watchers see _stopping within half a second and finish
+            await asyncio.wait(list(self._tasks), timeout=2.0)
         for task in list(self._tasks):
             task.cancel()
         if self.passive is not None:
@@ -293,6 +298,7 @@ class DiscoveryService:
                 netns=s.netns,
                 password=password,
                 confirm_timeout=s.wake_timeout,
+                stop=self._stopping,
                 on_sent=on_sent,
             )
         finally:

@@ -1,11 +1,14 @@
 """TCP connect scan: many non-blocking ``connect()`` calls under one ``epoll``, adaptive.
 
 A connect scan needs no privileges and is what the kernel's own stack reports, so it agrees
-with ``nmap -sT``. Each probe is one non-blocking socket; its outcome is read from
-``SO_ERROR`` when ``epoll`` reports it writable: 0 is *open*, ``ECONNREFUSED`` (a RST) is
-*closed*, ``EHOSTUNREACH``/``ENETUNREACH`` (ICMP or no ARP answer) is *unreachable*, and no
-answer within the timeout is *filtered* after the retries. Sockets close with ``SO_LINGER``
-0, so an open port sees a RST and neither side keeps a TIME_WAIT entry.
+with ``nmap -sT``. Each probe is a non-blocking ``connect()``; ``epoll`` reports it writable
+when it is *open*, or with an error: ``ECONNREFUSED`` (a RST) is *closed*,
+``EHOSTUNREACH``/``ENETUNREACH`` (ICMP or no ARP answer) is *unreachable*; no answer within
+the timeout is *filtered* after the retries. Open sockets close with ``SO_LINGER`` 0, so the
+port sees a RST and neither side keeps a TIME_WAIT entry. A refused socket is reused for the
+next probe: on Linux the next ``connect()`` hands over the pending error (which classifies
+the previous probe) and resets the socket, and the one after sends the SYN, so a 65 535-port
+scan makes a few thousand sockets and reads no ``SO_ERROR`` on its hot path.
 
 Concurrency adapts like TCP's congestion window (AIMD): it grows by one per answered probe
 up to ``max_concurrency`` and halves when probes time out, so a host that drops SYNs is not
@@ -19,7 +22,6 @@ peer addresses being equal and counts as closed.
 from __future__ import annotations
 
 import errno
-import itertools
 import resource
 import select
 import socket
@@ -30,7 +32,6 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import Any
 
 OPEN, CLOSED, FILTERED, UNREACHABLE = "open", "closed", "filtered", "unreachable"
 _LINGER_RST = struct.pack("ii", 1, 0)
@@ -103,11 +104,15 @@ def scan_tcp(
     again: deque[tuple[str, int, int]] = deque()
     live: dict[int, _Probe] = {}
     deadlines: deque[tuple[float, int, _Probe]] = deque()
-    spare: list[socket.socket] = []
+    # Refused sockets wait here for their next probe, with the probe whose error they still
+    # hold: the next connect() returns that error (ECONNREFUSED, EHOSTUNREACH…) and resets
+    # the socket, which saves reading SO_ERROR separately on the hot path.
+    spare: list[tuple[socket.socket, _Probe | None]] = []
     dead_hosts: set[str] = set()
     loopback: dict[str, bool] = {}
     ep = select.epoll()
     counts = {OPEN: 0, CLOSED: 0, FILTERED: 0, UNREACHABLE: 0}
+    settled = 0
     last_report = 0.0
     started = time.monotonic()
     exhausted = False
@@ -115,14 +120,22 @@ def scan_tcp(
     # "writable"; with EPOLLET it is reported again only after its next connect settles.
     pollout, pollerr = select.EPOLLOUT | select.EPOLLET, select.EPOLLERR | select.EPOLLHUP
 
+    def classify(probe: _Probe, err: int) -> None:
+        # EPOLLERR was seen, so an error other than a refusal or unreachability is odd;
+        # ECONNABORTED means the error was already taken: both count as closed.
+        state = UNREACHABLE if err in _UNREACHABLE else CLOSED
+        counts[state] += 1
+        if state == UNREACHABLE and probe.ip not in dead_hosts:
+            dead_hosts.add(probe.ip)
+            on_result(probe.ip, probe.port, state)
+
     def finish(fd: int, probe: _Probe, state: str) -> None:
+        nonlocal settled
         del live[fd]
-        if state == CLOSED and probe.recycle:
-            spare.append(probe.sock)  # refused: back in CLOSE state, ready to connect again
-        else:
-            if state == OPEN:
-                probe.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-            probe.sock.close()
+        settled += 1
+        if state == OPEN:
+            probe.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+        probe.sock.close()
         counts[state] += 1
         if state != FILTERED:
             window.answered()
@@ -151,15 +164,17 @@ def scan_tcp(
                     break
                 if ip in dead_hosts:
                     counts[UNREACHABLE] += 1
+                    settled += 1
                     continue
                 if spare:
-                    probe = _Probe(spare.pop(), ip, port, tries)
-                    fd = probe.sock.fileno()
-                    rc = probe.sock.connect_ex((ip, port))
-                    if rc == errno.ECONNABORTED:
-                        # The first connect after a refusal only resets the socket's state
-                        # (Linux inet_stream_connect); the second one sends the SYN.
-                        rc = probe.sock.connect_ex((ip, port))
+                    sock, held = spare.pop()
+                    rc = sock.connect_ex((ip, port))
+                    if held is not None:
+                        classify(held, rc)
+                    if rc != errno.EINPROGRESS:
+                        # The first connect after a failure only hands over the pending error
+                        # and resets the socket (Linux inet_stream_connect); this one sends.
+                        rc = sock.connect_ex((ip, port))
                 else:
                     try:
                         sock = socket.socket(
@@ -168,21 +183,22 @@ def scan_tcp(
                     except OSError as exc:
                         if exc.errno not in _OUT_OF_SOCKETS:
                             raise
-                        rc = exc.errno
-                    else:
-                        probe = _Probe(sock, ip, port, tries)
-                        fd = sock.fileno()
-                        ep.register(fd, pollout)
-                        rc = sock.connect_ex((ip, port))
-                if rc in _OUT_OF_SOCKETS:  # shrink the window and try this probe again later
+                        window.timed_out()  # out of sockets: shrink, retry this probe later
+                        again.appendleft((ip, port, tries))
+                        break
+                    ep.register(sock.fileno(), pollout)
+                    rc = sock.connect_ex((ip, port))
+                if rc in _OUT_OF_SOCKETS:  # no free source port: shrink, retry this later
+                    spare.append((sock, None))
                     window.timed_out()
                     again.appendleft((ip, port, tries))
                     break
+                fd = sock.fileno()
+                probe = _Probe(sock, ip, port, tries)
                 live[fd] = probe
                 if rc not in (errno.EINPROGRESS, 0):
                     # Settled inside connect() (loopback): close rather than recycle, so an
                     # edge epoll already queued for this fd cannot be read as the next probe's.
-                    probe.recycle = False
                     finish(fd, probe, _state_of(rc))
                     continue
                 deadlines.append((deadline, fd, probe))
@@ -197,14 +213,15 @@ def scan_tcp(
                 got = live.get(fd)
                 if got is None:
                     continue
-                if not ev & pollerr:
-                    state = OPEN
-                    if _is_loopback(got.ip, loopback) and _self_connected(got.sock):
-                        got.recycle = False
-                        state = CLOSED
+                if ev & pollerr:
+                    del live[fd]  # refused or unreachable: classified when the socket is reused
+                    settled += 1
+                    window.answered()
+                    spare.append((got.sock, got))
+                elif _is_loopback(got.ip, loopback) and _self_connected(got.sock):
+                    finish(fd, got, CLOSED)
                 else:
-                    state = _state_of(got.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
-                finish(fd, got, state)
+                    finish(fd, got, OPEN)
             now = time.monotonic()
             while deadlines and deadlines[0][0] <= now:
                 _, fd, probe = deadlines.popleft()
@@ -219,11 +236,13 @@ def scan_tcp(
                     finish(fd, probe, FILTERED)
             if on_progress is not None and now - last_report >= progress_every:
                 last_report = now
-                on_progress(sum(counts.values()), total)
+                on_progress(settled, total)
     finally:
         for probe in live.values():
             probe.sock.close()
-        for sock in spare:
+        for sock, held in spare:
+            if held is not None:
+                classify(held, sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
             sock.close()
         ep.close()
     stats.open, stats.closed = counts[OPEN], counts[CLOSED]
@@ -239,7 +258,6 @@ class _Probe:
     ip: str
     port: int
     tries: int
-    recycle: bool = True
 
 
 def _state_of(err: int) -> str:
@@ -260,64 +278,3 @@ def _is_loopback(ip: str, cache: dict[str, bool]) -> bool:
     if found is None:
         found = cache[ip] = IPv4Address(ip).is_loopback
     return found
-
-
-def scan_tcp_parallel(
-    targets: Callable[[], Iterable[tuple[str, int]]],
-    *,
-    total: int,
-    workers: int = 2,
-    max_concurrency: int = 2048,
-    on_progress: Callable[[int, int], None] | None = None,
-    **kw: Any,
-) -> TCPStats:
-    """:func:`scan_tcp` on ``workers`` threads, each taking every ``workers``-th probe.
-
-    Most of a connect scan's cost is the kernel's (``connect``, the SYN and the RST), which
-    runs without the GIL, so a second thread uses the second core. Threads started here
-    inherit the calling thread's network namespace. ``targets`` is a factory, so each
-    thread walks its own iterator.
-    """
-    if workers <= 1:
-        return scan_tcp(
-            targets(), total=total, max_concurrency=max_concurrency, on_progress=on_progress, **kw
-        )
-    kw["rate"] = kw.get("rate", 100_000.0) / workers  # the bound holds for the whole scan
-    done = [0] * workers
-    lock = threading.Lock()
-    results: list[TCPStats | BaseException] = [TCPStats()] * workers
-
-    def shard(k: int) -> None:
-        def progress(settled: int, _total: int) -> None:
-            with lock:
-                done[k] = settled
-                if on_progress is not None:
-                    on_progress(sum(done), total)
-
-        mine = itertools.islice(targets(), k, None, workers)
-        try:
-            results[k] = scan_tcp(
-                mine,
-                total=total,
-                max_concurrency=max(1, max_concurrency // workers),
-                on_progress=progress,
-                **kw,
-            )
-        except BaseException as exc:
-            results[k] = exc
-
-    threads = [
-        threading.Thread(target=shard, args=(k,), name=f"tcpscan-{k}") for k in range(workers)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    merged = TCPStats()
-    for res in results:
-        if isinstance(res, BaseException):
-            raise res
-        for name in ("probes", "open", "closed", "filtered", "unreachable"):
-            setattr(merged, name, getattr(merged, name) + getattr(res, name))
-        merged.max_window += res.max_window
-    return merged

@@ -41,9 +41,8 @@ PAYLOADS: dict[int, bytes] = {
     # NTP version 3 client request (RFC 5905 §7.3), 48 bytes.
     123: b"\x1b" + b"\x00" * 47,
     # NetBIOS node status request for "*" (RFC 1002 §4.2.17).
-    137: bytes.fromhex(
-        "80f00000000100000000000020434b41414141414141414141414141414141414141414141414141414141410000210001"
-    ),
+    # The name "*" in first-level encoding is "CK" and 30 "A"s (RFC 1001 §14.1).
+    137: bytes.fromhex("80f0 0000 0001 0000 0000 0000 20") + b"CK" + b"A" * 30 + b"\0\0\x21\0\x01",
     161: _SNMP_GET_SYSDESCR,  # SNMPv1 get sysDescr.0, community "public" (RFC 1157)
     # SSDP discovery (UPnP Device Architecture 1.1 §1.3.2).
     1900: (

@@ -12,6 +12,7 @@ settings declaration decides which values are secret: those are sealed by
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any
@@ -48,6 +49,22 @@ def driver_class(name: str) -> Any:
         return library.load_driver(name)
     except (LookupError, ImportError, RoostError) as exc:
         raise Invalid(f"power driver {name!r} is not installed ({exc})") from None
+
+
+def available() -> list[str]:
+    return list(library.available_drivers())
+
+
+def declaration(driver: str) -> list[dict[str, Any]]:
+    """A driver's settings as data, each with the flag it is on the command line."""
+    specs = library.describe(driver_class(driver))
+    return [{**s, "flag": "--" + s["name"].replace("_", "-")} for s in specs]
+
+
+def settings_from_flags(driver: str, args: Sequence[str]) -> dict[str, Any]:
+    """Driver-specific command-line flags (``--host 10.0.0.9 --port 623``) as raw settings,
+    read by the driver's own declaration: each declared setting is a flag of ``roost node``."""
+    return dict(library.parse_cli_args(driver_class(driver), list(args)))
 
 
 def secret_names(cls: Any) -> set[str]:
@@ -92,28 +109,22 @@ class SealedPower:
 
 
 def prepare(box: SecretBox, node: NodeRow | None, driver: str, raw: dict[str, Any]) -> SealedPower:
-    """Validate ``raw`` against the driver's declaration and split it into plain and sealed.
+    """Validate settings against the driver's declaration and split them into plain and sealed.
 
-    A secret given as ``***`` (what the API shows) keeps the node's stored value, so an
-    exported node re-imports without its secrets ever leaving the server.
+    For a node that already uses ``driver``, ``raw`` changes its stored settings: keys not
+    given stay, ``null`` removes one, and a secret given as ``***`` (what the API shows) keeps
+    the stored value, so an exported node re-imports without its secrets leaving the server.
     """
     cls = driver_class(driver)
     secrets = secret_names(cls)
-    merged = dict(raw)
-    if node is not None and node.power_driver == driver:
-        stored = current_settings(box, node)
-        for key, value in raw.items():
-            if value == REDACTED and key in secrets:
-                if key in stored:
-                    merged[key] = stored[key]
-                else:
-                    del merged[key]
-    else:
-        merged = {k: v for k, v in raw.items() if not (v == REDACTED and k in secrets)}
-    merged = {k: _coerce(cls, k, v) for k, v in merged.items()}
+    merged = current_settings(box, node) if node is not None and node.power_driver == driver else {}
+    for key, value in raw.items():
+        if not (value == REDACTED and key in secrets):
+            merged[key] = value
+    merged = {k: _coerce(cls, k, v) for k, v in merged.items() if v is not None}
     validated = {k: _jsonable(v) for k, v in library.validate_settings(cls, merged).items()}
     plain = {k: v for k, v in validated.items() if k not in secrets}
-    hidden = {k: v for k, v in validated.items() if k in secrets}
+    hidden = {k: v for k, v in validated.items() if k in secrets and v is not None}
     return SealedPower(driver, plain, box.seal_json(hidden, _PURPOSE) if hidden else None)
 
 

@@ -66,6 +66,7 @@ class DHClient:
         return m.group(1) if m else None
 
 
+@pytest.mark.slow
 def test_dhclient_full_life_cycle(link: Link) -> None:
     need("dhclient")
     srv = link.server
@@ -190,6 +191,14 @@ def test_perfdhcp_smoke(link: Link) -> None:
     link.server.configure([subnet])
     link.server.start()
     link.lab.exec(link.cli_ns, "ip", "addr", "add", "10.201.0.2/24", "dev", link.cli_if)
+    # hostile input first: garbage and truncated datagrams are dropped, counted, reported once
+    junk = (
+        "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
+        "[s.sendto(bytes([i % 256])*i,('10.201.0.1',67)) for i in range(1,300,7)]"
+    )
+    link.lab.exec(link.cli_ns, "python3", "-c", junk)
+    malformed = link.server.wait_event("dhcp.packet.malformed")
+    assert "shorter than a DHCP header" in malformed["reason"] and malformed["from"]
     res = link.lab.exec(
         link.cli_ns, "perfdhcp", "-4", "-l", link.cli_if, "-r", "50", "-R", "200", "-n", "100",
         "-p", "10", "-W", "2000000", check=False, timeout=60,

@@ -6,9 +6,12 @@ from dataclasses import replace
 from ipaddress import IPv4Address
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from roost.dhcp.codec import BROADCAST_FLAG
+from roost.dhcp.codec import BROADCAST_FLAG, Packet
 from roost.dhcp.config import BootOverride, Pool, ReservationSpec
+from roost.dhcp.errors import MalformedPacket
 from roost.dhcp.leases import BOUND, DECLINED, EXPIRED, RELEASED
 from roost.dhcp.options import MessageType as M
 from roost.dhcp.options import Opt, decode_tlv, encode_tlv
@@ -360,3 +363,48 @@ def test_captured_ipxe_discover_gets_its_script_not_a_loop() -> None:
     assert got.file.rstrip(b"\0") == b"http://10.0.0.1:8442/boot/52:54:00:12:34:57.ipxe"
     assert decode_tlv(got.options[Opt.IPXE]) == [(176, b"\x01")]
     assert got.siaddr == int(SERVER_IP)
+
+
+hostile_codes = st.sampled_from(
+    [1, 3, 12, 43, 50, 51, 53, 54, 55, 57, 60, 61, 77, 82, 93, 94, 97, 118, 119, 121, 175, 200]
+)
+hostile = st.builds(
+    Packet,
+    op=st.sampled_from([1, 2]),
+    htype=st.integers(0, 255),
+    hlen=st.integers(0, 255),
+    xid=st.integers(0, 2**32 - 1),
+    flags=st.integers(0, 2**16 - 1),
+    ciaddr=st.sampled_from([0, A("10.0.0.100"), A("10.0.0.7"), A("192.168.1.1")]),
+    giaddr=st.sampled_from([0, A("10.0.0.254"), A("10.5.0.1"), A("172.16.0.1")]),
+    chaddr=st.binary(min_size=16, max_size=16),
+    options=st.dictionaries(hostile_codes, st.binary(max_size=40), max_size=8).map(
+        lambda o: {53: bytes([o.get(53, b"\x01")[:1][0] % 10 if o.get(53) else 1]), **o}
+    ),
+)
+
+
+@given(st.lists(hostile, max_size=12))
+@settings(max_examples=300, deadline=None)
+def test_hostile_requests_never_crash_or_escape_the_served_subnets(packets: list[Packet]) -> None:
+    far = lan(
+        name="far",
+        cidr="10.5.0.0/24",
+        pools=[Pool(start=IPv4Address("10.5.0.10"), end=IPv4Address("10.5.0.20"))],
+        routers=[],
+    )
+    srv = make_server(subnets=[lan(), far], policy=Policy(probe=True))
+    for i, p in enumerate(packets):
+        for port in (67, 4011):
+            try:
+                r = srv.handle(p, Inbound("rdh0", SERVER_IP, port), float(i))
+            except MalformedPacket:
+                continue
+            if r is None:
+                continue
+            got = reply_packet(r)
+            assert got.op == 2 and got.xid == p.xid
+            if got.yiaddr:  # an address handed out is always on a served subnet
+                assert any(s.contains(got.yiaddr) for s in srv.config.subnets)
+    for lease in srv.leases:
+        assert any(s.contains(lease.ip) for s in srv.config.subnets)
