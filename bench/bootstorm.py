@@ -211,6 +211,65 @@ def peer_stack(files: Path, work: Path) -> Iterator[None]:
             p.wait(10)
 
 
+@contextlib.contextmanager
+def roost_stack(files: Path, work: Path) -> Iterator[None]:
+    """``roost serve`` alone in the server namespace: DHCP on the bridge, TFTP, HTTP boot."""
+    data = work / "roost"
+    data.mkdir()
+    env = {
+        **os.environ,
+        "ROOST_DATA_DIR": str(data),
+        "ROOST_API__PORT": "0",
+        "ROOST_DHCP__INTERFACES": BRIDGE,
+        "ROOST_TFTP__ENABLED": "true",
+        "ROOST_BOOT__ENABLED": "true",
+        "ROOST_BOOT__HTTP_PORT": str(HTTP_PORT),
+        "ROOST_BOOT__IMPORT_IPXE": "false",
+        "ROOST_LOG__LEVEL": "warning",
+    }
+    roost = str(Path(sys.executable).parent / "roost")
+    log = (work / "roost.log").open("wb")
+    server = subprocess.Popen(
+        in_ns(SERVER_NS, roost, "serve"), env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (data / "client.toml").exists():
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"roost serve did not start; see {work / 'roost.log'}")
+            time.sleep(0.1)
+
+        def cli(*args: str) -> None:
+            subprocess.run(
+                in_ns(SERVER_NS, roost, *args), env=env, check=True, stdout=subprocess.DEVNULL
+            )
+
+        cli(
+            "dhcp",
+            "subnet",
+            "add",
+            "storm",
+            "10.98.0.0/16",
+            "--pool",
+            "10.98.1.1-10.98.200.254",
+            "--server-address",
+            SERVER_IP,
+            "--lease-time",
+            "3600",
+        )
+        for name in (BOOT_FILE, "vmlinuz", "initrd.img"):
+            cli("boot", "file", "put", str(files / name), name)
+        yield
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="20 clients, small files (< 60 s)")
@@ -226,8 +285,11 @@ def main() -> None:
     make_files(files, kernel, initrd)
     results: dict[str, dict[str, float | int]] = {}
     try:
-        with topology(clients) as names, peer_stack(files, work):
-            results["dnsmasq+nginx"] = storm(names, work)
+        with topology(clients) as names:
+            with roost_stack(files, work):
+                results["roost"] = storm(names, work)
+            with peer_stack(files, work):
+                results["dnsmasq+nginx"] = storm(names, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for name, r in results.items():
@@ -236,7 +298,11 @@ def main() -> None:
             f"(median dhcp {r['dhcp_median_s']} s, tftp {r['tftp_median_s']} s, "
             f"http {r['http_median_s']} s)"
         )
-    print(json.dumps({"bench": "bootstorm", "clients": clients, **results}))
+    ratio = results["dnsmasq+nginx"]["all_done_s"] / max(results["roost"]["all_done_s"], 1e-9)
+    print(f"all done, peer time / Roost time: {ratio:.2f}x (above 1: Roost is faster)")
+    print(
+        json.dumps({"bench": "bootstorm", "clients": clients, "ratio": round(ratio, 3), **results})
+    )
 
 
 if __name__ == "__main__":

@@ -254,6 +254,12 @@ class BootHTTP:
             await self.enroll(token, mac, facts, request.client)
         except Forbidden:
             return _text(403, "enrollment token refused")
+        # Like any booted system's report, it is a callback too (the lab's progress follows it).
+        await self.bus.publish(
+            "boot.callback",
+            mac,
+            {"mac": mac, "ip": request.client, "facts": facts, "enrolled": True},
+        )
         body = json.dumps({"ok": True, "mac": mac, "enrolled": True}).encode()
         return Response(200, [("content-type", "application/json")], body)
 

@@ -40,10 +40,11 @@ KERNEL_FILE = "commissioning-vmlinuz"
 INITRD_FILE = "commissioning-initrd.img"
 PROFILE = "commissioning"
 CMDLINE = (
-    "console=ttyS0 quiet roost.callback={{ callback_url }} roost.token={{ boot_token }} "
-    "roost.enroll={{ enroll_url }}/{{ token }} roost.after=poweroff"
+    "console=ttyS0 quiet roost.callback={{ enroll_url }} roost.token={{ token }} "
+    "roost.after=poweroff"
 )
-"""Report facts to the boot server's callback, then enroll with the one-time token."""
+"""One POST of the facts to ``/boot/enroll/<one-time token>``: the node enrolls (ready) and
+the boot server publishes ``boot.callback`` for it as well."""
 IPXE_FILES = ("undionly.kpxe", "ipxe.efi", "snponly.efi")
 CAPABILITIES = {
     "dhcp": ("roost.dhcp.service", "interfaces"),

@@ -39,7 +39,7 @@ class GuestProgress:
 
     @property
     def done(self) -> bool:
-        return "enroll" in self.times
+        return self.missing() is None
 
     def missing(self) -> str | None:
         return next((s for s in self.steps if s not in self.times), None)
