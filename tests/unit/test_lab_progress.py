@@ -40,9 +40,11 @@ def test_full_chain_for_both_guests() -> None:
         b.apply(_ev("boot.http.fetch", mac=mac, path="/files/i.img", status=200), 6)
         facts = {"cpu": {"count": 2}, "memory_bytes": 512 * 2**20, "disks": []}
         b.apply(_ev("boot.callback", mac=mac, ip="x", facts=facts), 7)
+        assert not b.guests[mac].done and b.guests[mac].missing() == "enroll"
+        b.apply(_ev("node.enrolled", mac=mac, ip="x", node=3), 8)
     assert b.all_done and b.failures() == []
     assert b.guests[UEFI].detail["tftp"] == "ipxe.efi"
-    assert b.guests[BIOS].steps == ("lease", "script", "kernel", "initrd", "callback")
+    assert b.guests[BIOS].steps == ("lease", "script", "kernel", "initrd", "callback", "enroll")
     assert b.guests[BIOS].detail["kernel"] == "1.0 MiB"
     assert b.guests[UEFI].detail["callback"] == "2 CPU, 512 MiB"
 

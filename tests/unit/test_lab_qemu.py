@@ -95,6 +95,8 @@ def test_image_cmdline_carries_callback_token_and_after() -> None:
         "roost.token=t0k",
         "roost.after=wait",
     ]
+    enrolling = image.cmdline("http://s/cb", "t", enroll="http://s/boot/enroll/e1")
+    assert "roost.enroll=http://s/boot/enroll/e1" in enrolling.split()
 
 
 def test_last_console_line(tmp_path: Path) -> None:

@@ -24,10 +24,11 @@ LABELS = {
     "script": "script",
     "kernel": "kernel",
     "initrd": "initrd",
-    "callback": "done",
+    "callback": "facts",
+    "enroll": "ready",
 }
-"""Column heads: DHCP lease, TFTP of the iPXE binary, iPXE script, kernel, initrd, callback
-(done)."""
+"""Column heads: DHCP lease, TFTP of the iPXE binary, iPXE script, kernel, initrd, facts
+callback, enrollment (the node is ready)."""
 
 
 def render(board: Board, elapsed: float, footer: str = "") -> Table:
@@ -62,9 +63,9 @@ def render(board: Board, elapsed: float, footer: str = "") -> Table:
 def demo(
     guests: int = typer.Option(3, "--guests", "-n", min=1, max=16, help="guests to boot"),
     once: bool = typer.Option(
-        False, "--once", help="exit when every guest called back (0) or on timeout (1)"
+        False, "--once", help="exit when every guest enrolled (0) or on timeout (1)"
     ),
-    timeout: float = typer.Option(600.0, help="seconds --once waits for the callbacks"),
+    timeout: float = typer.Option(600.0, help="seconds --once waits for every guest to enroll"),
     accel: str = typer.Option("auto", help="auto, kvm or tcg"),
     firmware: str | None = typer.Option(None, help="bios or uefi for all (default: a mix)"),
     port: int = typer.Option(8440, help="loopback port the API is relayed to"),
@@ -110,7 +111,7 @@ def _watch(run: Demo, board: Board, t0: float, once: bool, timeout: float) -> in
                 if ev:
                     board.apply(ev, time.monotonic() - t0)
                 if board.all_done and not footer:
-                    footer = f"every guest called back · API {run.url}/api/v1 · " + (
+                    footer = f"every guest enrolled · API {run.url}/api/v1 · " + (
                         "done" if once else "Ctrl-C ends the demo"
                     )
                 live.update(render(board, elapsed, footer))

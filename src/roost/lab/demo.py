@@ -3,9 +3,9 @@
 The demo brings up a lab, runs ``roost serve`` in its server namespace with DHCP on the lab
 interface, TFTP (the iPXE binaries) and the HTTP boot server, stores the commissioning image
 as boot files, makes it the default boot profile, adds the lab subnet, then powers on the
-guests and follows each one through the event stream until it calls back. The API is relayed
-to this machine's loopback (see :mod:`roost.lab.relay`), so the normal CLI works beside it.
-Everything it starts belongs to the lab and goes with ``Lab.down``.
+guests and follows each one through the event stream until it calls back and enrolls. The
+API is relayed to this machine's loopback (see :mod:`roost.lab.relay`), so the normal CLI
+works beside it. Everything it starts belongs to the lab and goes with ``Lab.down``.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ CMDLINE = (
     "console=ttyS0 quiet roost.callback={{ enroll_url }} roost.token={{ token }} "
     "roost.after=poweroff"
 )
+"""One POST of the facts to ``/boot/enroll/<one-time token>``: the node enrolls (ready) and
+the boot server publishes ``boot.callback`` for it as well."""
 IPXE_FILES = ("undionly.kpxe", "ipxe.efi", "snponly.efi")
 CAPABILITIES = {
     "dhcp": ("roost.dhcp.service", "interfaces"),
@@ -238,7 +240,7 @@ class Demo:
 
         def pump() -> None:
             try:
-                params = {"type": ["dhcp.lease.", "boot."], "since": since}
+                params = {"type": ["dhcp.lease.", "boot.", "node.enrolled"], "since": since}
                 for ev in api.sse("/events", params=params):
                     self.events.put(ev)
             except Exception:  # the server went away: the demo is ending

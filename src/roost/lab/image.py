@@ -62,8 +62,15 @@ def locate(directory: Path | None = None, data_dir: Path | None = None) -> Commi
     )
 
 
-def cmdline(callback: str, token: str, after: str = "poweroff", console: str = "ttyS0") -> str:
+def cmdline(
+    callback: str,
+    token: str,
+    after: str = "poweroff",
+    console: str = "ttyS0",
+    enroll: str | None = None,
+) -> str:
     """The kernel command line the image's /init reads (see commissioning/init)."""
-    return (
-        f"console={console} quiet roost.callback={callback} roost.token={token} roost.after={after}"
-    )
+    line = f"console={console} quiet roost.callback={callback} roost.token={token}"
+    if enroll:
+        line += f" roost.enroll={enroll}"
+    return f"{line} roost.after={after}"

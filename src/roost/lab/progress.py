@@ -9,6 +9,7 @@ guests started, and moves the guest whose MAC the event names. Steps, in chain o
     kernel    boot.http.fetch of the profile's kernel
     initrd    boot.http.fetch of the profile's initrd
     callback  boot.callback                         (the commissioning image's facts)
+    enroll    node.enrolled                         (its one-time token spent: node ready)
 
 :meth:`Board.failure` names the first step a guest never reached, for ``roost demo --once``.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-STEPS = ("lease", "tftp", "script", "kernel", "initrd", "callback")
+STEPS = ("lease", "tftp", "script", "kernel", "initrd", "callback", "enroll")
 
 
 @dataclass
@@ -38,7 +39,7 @@ class GuestProgress:
 
     @property
     def done(self) -> bool:
-        return "callback" in self.times
+        return self.missing() is None
 
     def missing(self) -> str | None:
         return next((s for s in self.steps if s not in self.times), None)
@@ -92,6 +93,8 @@ class Board:
             facts = data.get("facts")
             guest.facts = facts if isinstance(facts, dict) else {}
             guest.mark("callback", t, summary(guest.facts))
+        elif kind == "node.enrolled":
+            guest.mark("enroll", t, f"node {data.get('node')}")
         else:
             return None
         return guest
@@ -101,7 +104,7 @@ class Board:
         return all(g.done for g in self.guests.values())
 
     def failures(self) -> list[str]:
-        """One line per guest that did not call back, naming the step it never reached."""
+        """One line per guest that did not enroll, naming the step it never reached."""
         out = []
         for g in sorted(self.guests.values(), key=lambda g: g.index):
             step = g.missing()
