@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,24 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: s
         # Text, not markup: values come from machines and users ("[...]" is not styling).
         table.add_row(*(Text("" if row.get(c) is None else str(row.get(c))) for c in columns))
     console.print(table)
+
+
+def act(
+    ctx: typer.Context,
+    method: str,
+    path: str,
+    as_json: bool,
+    say: Callable[[Any], str],
+    **kw: Any,
+) -> Any:
+    """Call the API once and show the result: the JSON with ``--json``, else ``say(result)``."""
+    with client(ctx) as c:
+        result = c.request(method, path, **kw)
+    if as_json:
+        print_json(result)
+    else:
+        console.print(say(result))
+    return result
 
 
 def output(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool) -> None:

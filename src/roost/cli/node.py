@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.text import Text
 
-from roost.cli.common import JSONOption, client, console, output, print_json
+from roost.cli.common import JSONOption, act, client, console, output, print_json
 from roost.client import ClientError
 from roost.inventory import power as node_power
 from roost.inventory.transfer import to_csv
@@ -276,12 +276,13 @@ def export(
 @app.command("revoke")
 def revoke(ctx: typer.Context, node: str = NodeArg, as_json: bool = JSONOption) -> None:
     """Revoke the node's certificates; refused from their next request on."""
-    with client(ctx) as c:
-        result = c.post(f"/nodes/{node}/revoke")
-    if as_json:
-        print_json(result)
-    else:
-        console.print(f"revoked {len(result['revoked'])} certificate(s) of node {node}")
+    act(
+        ctx,
+        "POST",
+        f"/nodes/{node}/revoke",
+        as_json,
+        lambda r: f"revoked {len(r['revoked'])} certificate(s) of node {node}",
+    )
 
 
 @app.command("power")
@@ -292,12 +293,14 @@ def power(
     as_json: bool = JSONOption,
 ) -> None:
     """Power a node on, off, cycle it, or read its power state."""
-    with client(ctx) as c:
-        result = c.post(f"/nodes/{node}/power", json={"action": action})
-    if as_json:
-        print_json(result)
-    else:
-        console.print(f"node {result['node']}: power {result['state']}")
+    act(
+        ctx,
+        "POST",
+        f"/nodes/{node}/power",
+        as_json,
+        lambda r: f"node {r['node']}: power {r['state']}",
+        json={"action": action},
+    )
 
 
 @app.command("boot-device")
@@ -308,12 +311,14 @@ def boot_device(
     as_json: bool = JSONOption,
 ) -> None:
     """Choose what the node boots from next: the network (pxe) or its disk."""
-    with client(ctx) as c:
-        result = c.post(f"/nodes/{node}/boot-device", json={"device": device})
-    if as_json:
-        print_json(result)
-    else:
-        console.print(f"node {result['node']}: next boot from {result['device']}")
+    act(
+        ctx,
+        "POST",
+        f"/nodes/{node}/boot-device",
+        as_json,
+        lambda r: f"node {r['node']}: next boot from {r['device']}",
+        json={"device": device},
+    )
 
 
 @app.command("drivers")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from roost.cli.common import JSONOption, client, console, output, print_json
+from roost.cli.common import JSONOption, act, client, console, output, print_json
 
 app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 
@@ -41,9 +41,4 @@ def list_(ctx: typer.Context, as_json: bool = JSONOption) -> None:
 @app.command("revoke")
 def revoke(ctx: typer.Context, token_id: str, as_json: bool = JSONOption) -> None:
     """Revoke a token; it is refused from its next request on."""
-    with client(ctx) as c:
-        row = c.delete(f"/tokens/{token_id}")
-    if as_json:
-        print_json(row)
-    else:
-        console.print(f"token {row['id']} revoked")
+    act(ctx, "DELETE", f"/tokens/{token_id}", as_json, lambda r: f"token {r['id']} revoked")
