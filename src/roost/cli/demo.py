@@ -74,7 +74,7 @@ def demo(
 ) -> None:
     """Bring up the lab, start Roost in it and boot GUESTS bare guests through it; Ctrl-C ends."""
     opts = DemoOptions(guests, once, timeout, prefix, state_dir, port, accel, firmware)
-    run = Demo(opts, say=lambda text: console.print(text, highlight=False))
+    run = Demo(opts, say=lambda text: console.print(text, highlight=False, soft_wrap=True))
     status = 1
     try:
         img, _ = run.prepare()

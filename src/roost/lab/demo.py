@@ -160,8 +160,10 @@ class Demo:
         token = self._wait_ready(log)
         write_client_file(self.data_dir, self.url)
         self.say(
-            f"Roost API: {self.url}/api/v1 (token in {self.data_dir / 'admin-token'}); "
-            f"beside it: ROOST_DATA_DIR={self.data_dir} roost events --follow"
+            f"Roost API: {self.url}/api/v1 — admin token {token} "
+            f"(saved in {self.data_dir / 'admin-token'});\n"
+            f"beside it: ROOST_DATA_DIR={self.data_dir} roost events --follow, or\n"
+            f"curl -H 'Authorization: Bearer {token}' {self.url}/api/v1/events"
         )
         return Client(Connection(self.url, token))
 
