@@ -9,84 +9,39 @@ ipmi_sim does not answer cipher-suite discovery). Prints ratios and ends with on
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Run as ``python bench/<name>.py``, this folder comes first on sys.path, where bench/http.py
+# (the HTTP benchmark) would stand in for the standard library's ``http`` package.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
 import argparse
 import asyncio
-import contextlib
 import json
-import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from roost.power import PowerState, RetryPolicy
 from roost.power.drivers.ipmi import IPMIDriver
+from roost.testing.ipmisim import IPMISim, ipmi_sim
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "ipmi"
 
 
-def start_sim(work: Path) -> tuple[subprocess.Popen[bytes], int]:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    conf = (DATA / "lan.conf.in").read_text()
-    conf = conf.replace("@PORT@", str(port)).replace("@CHASSIS@", str(DATA / "chassis.sh"))
-    (work / "lan.conf").write_text(conf)
-    (work / "state").mkdir()
-    env = {**os.environ, "RPW_NODE_DIR": str(work / "node")}
-    proc = subprocess.Popen(
-        [
-            "ipmi_sim",
-            "-n",
-            "-c",
-            str(work / "lan.conf"),
-            "-f",
-            str(DATA / "bmc.emu"),
-            "-s",
-            str(work / "state"),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    for _ in range(50):
-        try:
-            ipmitool(port, "mc", "info")
-            break
-        except subprocess.CalledProcessError:
-            time.sleep(0.1)
-    return proc, port
+def ipmitool(sim: IPMISim, *args: str) -> str:
+    done = sim.ipmitool(*args)
+    done.check_returncode()
+    return done.stdout
 
 
-def ipmitool(port: int, *args: str) -> str:
-    cmd = [
-        "ipmitool",
-        "-I",
-        "lanplus",
-        "-C",
-        "3",
-        "-H",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "-U",
-        "admin",
-        "-P",
-        "secret",
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
-
-
-def ipmitool_power(port: int, state: str) -> None:
-    ipmitool(port, "chassis", "power", state)
-    while f"is {state}" not in ipmitool(port, "chassis", "power", "status"):
+def ipmitool_power(sim: IPMISim, state: str) -> None:
+    ipmitool(sim, "chassis", "power", state)
+    while f"is {state}" not in ipmitool(sim, "chassis", "power", "status"):
         time.sleep(0.05)
 
 
@@ -110,34 +65,28 @@ async def atimed(fn: object, n: int) -> list[float]:
 
 async def run(quick: bool) -> dict[str, float]:
     n_status, n_power = (20, 3) if quick else (200, 15)
-    with tempfile.TemporaryDirectory(prefix="rpw-bench-") as tmp:
-        proc, port = start_sim(Path(tmp))
-        try:
-            d = IPMIDriver(
-                {"host": "127.0.0.1", "port": port, "username": "admin", "password": "secret"},
-                retry=RetryPolicy(verify_timeout=30, poll_interval=0.05),
-            )
-            await d.power_status()  # the one RMCP+ login, as a running Roost has it
-            roost_status = await atimed(d.power_status, n_status)
-            tool_status = timed(lambda: ipmitool(port, "chassis", "power", "status"), n_status)
+    with (
+        tempfile.TemporaryDirectory(prefix="rpw-bench-") as tmp,
+        ipmi_sim(Path(tmp), DATA) as sim,
+    ):
+        d = IPMIDriver(
+            {"host": "127.0.0.1", "port": sim.port, "username": "admin", "password": "secret"},
+            retry=RetryPolicy(verify_timeout=30, poll_interval=0.05),
+        )
+        await d.power_status()  # the one RMCP+ login, as a running Roost has it
+        roost_status = await atimed(d.power_status, n_status)
+        tool_status = timed(lambda: ipmitool(sim, "chassis", "power", "status"), n_status)
 
-            async def roost_pair() -> None:
-                assert await d.power_on() == PowerState.ON
-                assert await d.power_off() == PowerState.OFF
+        async def roost_pair() -> None:
+            assert await d.power_on() == PowerState.ON
+            assert await d.power_off() == PowerState.OFF
 
-            def tool_pair() -> None:
-                ipmitool_power(port, "on")
-                ipmitool_power(port, "off")
+        def tool_pair() -> None:
+            ipmitool_power(sim, "on")
+            ipmitool_power(sim, "off")
 
-            roost_power = await atimed(roost_pair, n_power)
-            tool_power = timed(tool_pair, n_power)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=5)
-            pid_file = Path(tmp) / "node" / "node.pid"
-            if pid_file.exists():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        roost_power = await atimed(roost_pair, n_power)
+        tool_power = timed(tool_pair, n_power)
     med = statistics.median
     return {
         "status_ms_roost": round(med(roost_status) * 1e3, 2),

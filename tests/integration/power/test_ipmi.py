@@ -10,8 +10,9 @@ import pytest
 from roost.power import BootDevice, FatalError, PowerState, RetryableError, RetryPolicy
 from roost.power.drivers import ipmi
 from roost.power.drivers.ipmi import IPMIDriver
+from roost.testing.ipmisim import IPMISim
 
-from .conftest import IPMISim, free_port
+from .conftest import free_port
 
 pytestmark = pytest.mark.slow
 

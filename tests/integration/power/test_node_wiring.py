@@ -12,8 +12,7 @@ import pytest
 from roost.events import EventFilter
 from roost.power.drivers import fake
 from roost.service import Runtime
-
-from .conftest import IPMISim
+from roost.testing.ipmisim import IPMISim
 
 MAC = "52:54:00:77:00:01"
 
