@@ -12,11 +12,18 @@ Prints medians and the ratio; the last line is one JSON object with the figures.
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Run as ``python bench/<name>.py``, this folder comes first on sys.path, where bench/http.py
+# (the HTTP benchmark) would stand in for the standard library's ``http`` package.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
 import argparse
 import asyncio
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
