@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import shutil
 import signal
+import subprocess
 import time
+from typing import Any
 
 import pytest
 
@@ -24,8 +26,8 @@ SUBNET = {
 }
 
 
-def perfdhcp(link: Link, mac: str, seconds: int) -> None:
-    link.lab.spawn(
+def perfdhcp(link: Link, mac: str, seconds: int) -> subprocess.Popen[Any]:
+    return link.lab.spawn(
         link.cli_ns,
         ["perfdhcp", "-4", "-l", link.cli_if, "-r", "400", "-R", "5000", "-b", f"mac={mac}",
          "-p", str(seconds), "-W", "1000000"],
@@ -50,7 +52,7 @@ def test_kill_9_under_load_loses_no_acked_lease(link: Link) -> None:
     srv.start()
     link.lab.exec(link.cli_ns, "ip", "addr", "add", "10.201.0.2/24", "dev", link.cli_if)
     cap = Capture(link.lab, link.cli_ns, link.cli_if, link.tmp / "round1.pcap", "udp port 67")
-    perfdhcp(link, "00:0a:00:00:00:00", 6)
+    round1 = perfdhcp(link, "00:0a:00:00:00:00", 6)
     time.sleep(3)
     srv.stop(signal.SIGKILL)  # mid-load, nothing flushed on the way out
     first = acks(cap.stop())
@@ -58,7 +60,9 @@ def test_kill_9_under_load_loses_no_acked_lease(link: Link) -> None:
     stored = srv.leases()
     lost = {ip: mac for ip, mac in first.items() if stored.get(ip) != (mac, "bound")}
     assert not lost, f"{len(lost)} ACKed leases lost or changed, e.g. {list(lost.items())[:3]}"
-    # restart and load again with other clients: none may get an address ACKed before
+    # restart and load again with other clients: none may get an address ACKed before.
+    # Round 1's perfdhcp runs out its 6 s first: until then it holds the client's port 68.
+    round1.wait(timeout=30)
     srv.start()
     cap = Capture(link.lab, link.cli_ns, link.cli_if, link.tmp / "round2.pcap", "udp port 67")
     perfdhcp(link, "00:0b:00:00:00:00", 3)
