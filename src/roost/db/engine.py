@@ -2,6 +2,13 @@
 
 SQLite runs in WAL mode with foreign keys on and ``synchronous=FULL`` so that a row is on disk
 before the caller acknowledges it; PostgreSQL is used as it comes (fsync on).
+
+For a SQLite file there is also :attr:`Database.inline`, a synchronous engine for short writes
+made on the event loop's own thread (the event bus's batches). aiosqlite runs every statement
+in a worker thread, and under load those hops (thread wake-ups and GIL hand-overs) cost more
+than the statements. The inline engine never waits for SQLite's write lock (busy timeout 0):
+another connection may hold it across an ``await``, which waiting on the loop would deadlock,
+so a caller that finds the database locked goes the asynchronous way instead.
 """
 
 from __future__ import annotations
@@ -13,25 +20,30 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import StaticPool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, busy_ms: int = 10000) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA busy_timeout={busy_ms}")
     cur.close()
+
+
+def _sqlite_pragmas_nowait(dbapi_conn: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_conn, record, busy_ms=0)
 
 
 class Database:
@@ -42,6 +54,7 @@ class Database:
         self.dialect = make_url(url).get_backend_name()
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self.inline: Engine | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -59,6 +72,13 @@ class Database:
         self._engine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+            if url.database and url.database != ":memory:":
+                self.inline = create_engine(
+                    url.set(drivername="sqlite"),
+                    poolclass=StaticPool,
+                    connect_args={"timeout": 0},
+                )
+                event.listen(self.inline, "connect", _sqlite_pragmas_nowait)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
         if migrate:
             await self.migrate()
@@ -69,6 +89,9 @@ class Database:
             await conn.run_sync(_upgrade)
 
     async def close(self) -> None:
+        if self.inline is not None:
+            self.inline.dispose()
+            self.inline = None
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None

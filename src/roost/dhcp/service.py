@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 BATCH = 64  # datagrams handled per wake-up before the loop runs others (the committer)
 MALFORMED_EVERY = 10.0  # seconds between dhcp.packet.malformed events (rate limit)
 EXHAUSTED_EVERY = 60.0
+# At most one lease commit per COMMIT_EVERY: idle, an ACK is committed and sent at once; under
+# load the next batch gathers for the rest of the interval, so a transaction carries many
+# leases instead of one (its fixed cost dominates a small batch) for at most 1 ms more latency.
+COMMIT_EVERY = 0.001
 
 
 @dataclass
@@ -293,9 +297,15 @@ class DHCPService:
     # -- group commit and expiry ------------------------------------------------------------
 
     async def _committer(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = -COMMIT_EVERY
         while True:
             await self._wake.wait()
+            wait = last + COMMIT_EVERY - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             self._wake.clear()
+            last = loop.time()
             try:
                 await self._commit_once()
             except Exception:
