@@ -45,8 +45,7 @@ _WRITE_BATCH = 1000
 # under load (a DHCP server emits thousands a second) one transaction carries dozens of events
 # instead of one, and a write costs mostly per transaction. A publish() ends the wait.
 _LINGER = 0.005
-_INLINE_COLUMNS = ("time", "type", "subject", "site", "data")
-_INLINE_INSERT = f"INSERT INTO events ({', '.join(_INLINE_COLUMNS)}) VALUES (?, ?, ?, ?, ?)"
+_INLINE_INSERT = "INSERT INTO events (time, type, subject, site, data) VALUES (?, ?, ?, ?, ?)"
 _NOTIFY_IDS = 400  # ids per NOTIFY payload; PostgreSQL caps payloads at 8000 bytes
 
 
@@ -129,7 +128,7 @@ class EventBus:
     _listener: Any = None
     _remote: asyncio.Queue[list[int]] = field(default_factory=asyncio.Queue)
     _urgent: asyncio.Event = field(default_factory=asyncio.Event)  # a publish() is queued
-    _inline_binds: tuple[Callable[[Any], Any], ...] | None = None
+    _inline_binds: tuple[Callable[[Any], Any], Callable[[Any], Any]] | None = None
     published: int = 0
 
     async def start(self) -> None:
@@ -255,12 +254,15 @@ class EventBus:
             return None
         if self._inline_binds is None:
             cols = EventRow.__table__.c
-            self._inline_binds = tuple(
-                cols[name].type.bind_processor(engine.dialect) or (lambda v: v)
-                for name in _INLINE_COLUMNS
+            self._inline_binds = (
+                cols.time.type.bind_processor(engine.dialect) or _same,
+                cols.data.type.bind_processor(engine.dialect) or _same,
             )
-        binds = self._inline_binds
-        params = [tuple(b(r[c]) for b, c in zip(binds, _INLINE_COLUMNS, strict=True)) for r in rows]
+        time_of, data_of = self._inline_binds
+        params = [
+            (time_of(r["time"]), r["type"], r["subject"], r["site"], data_of(r["data"]))
+            for r in rows
+        ]
         try:
             with engine.begin() as conn:
                 cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -415,6 +417,10 @@ class EventBus:
             except Exception:
                 log.exception("event retention sweep failed")
             await asyncio.sleep(3600)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _to_event(row: EventRow) -> Event:

@@ -52,11 +52,16 @@ class Packet:
     file: bytes = bytes(128)
     options: dict[int, bytes] = field(default_factory=dict)
     padding: int = 0
+    _mac: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def mac(self) -> str:
-        """Lower-case, colon-separated hardware address (the inventory's node key)."""
-        return self.chaddr[: min(self.hlen, 16)].hex(":")
+        """Lower-case, colon-separated hardware address (the inventory's node key); computed
+        once, as the server asks for it several times per packet."""
+        mac = self._mac
+        if mac is None:
+            mac = self._mac = self.chaddr[: min(self.hlen, 16)].hex(":")
+        return mac
 
     @property
     def message_type(self) -> int | None:

@@ -68,10 +68,6 @@ class DHCPService:
         self._store = store.LeaseStore(runtime.db)
         self._pinger: Pinger | None = None
         self._probes: set[asyncio.Task[None]] = set()
-        self._recv = {t: metrics.RECEIVED.labels(n) for t, n in metrics.TYPE_NAMES.items()}
-        self._sent = {t: metrics.SENT.labels(n) for t, n in metrics.TYPE_NAMES.items()}
-        self._ignored = metrics.DROPPED.labels("ignored")
-        self._latency = {t: metrics.REPLY_SECONDS.labels(n) for t, n in metrics.TYPE_NAMES.items()}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -173,6 +169,8 @@ class DHCPService:
         recv = sock.recvfrom
         now = time.time()  # one clock reading per batch: a batch takes well under a millisecond
         plain = lst.inbound.port == 67  # replies on 4011 go back to the sender: keep its address
+        stats = metrics.PACKETS
+        received = stats.received
         for _ in range(BATCH):
             try:
                 data, src = recv(4096)
@@ -188,9 +186,8 @@ class DHCPService:
                 self._drop_malformed(lst, src, str(exc))
                 continue
             mtype = pkt.message_type
-            counter = self._recv.get(mtype or 0)
-            if counter is not None:
-                counter.inc()
+            if mtype in received:
+                received[mtype] += 1
             inbound = lst.inbound if plain else _with_src(lst.inbound, src)
             try:
                 reply = server.handle(pkt, inbound, now)
@@ -199,10 +196,10 @@ class DHCPService:
                 continue
             except Exception:
                 log.exception("DHCP request from %s failed", src)
-                metrics.DROPPED.labels("error").inc()
+                stats.drop("error")
                 continue
             if reply is None:
-                self._ignored.inc()
+                stats.drop("ignored")
             elif reply.probe is not None and self._pinger is not None:
                 self._spawn(self._probe_then_send(lst, pkt, inbound, reply, t0))
             elif reply.durable:
@@ -257,19 +254,15 @@ class DHCPService:
             if reply.arp is not None:  # no ARP entry possible: fall back to broadcast
                 with contextlib.suppress(OSError):
                     lst.sock.sendto(reply.data, ("255.255.255.255", 68))
-                    self._count_sent(reply, t0)
+                    metrics.PACKETS.replied(reply.mtype, time.perf_counter() - t0)
                     return
             log.debug("DHCP send to %s failed: %s", reply.dest, exc)
-            metrics.DROPPED.labels("send_error").inc()
+            metrics.PACKETS.drop("send_error")
             return
-        self._count_sent(reply, t0)
-
-    def _count_sent(self, reply: Reply, t0: float) -> None:
-        self._sent[reply.mtype].inc()
-        self._latency[reply.mtype].observe(time.perf_counter() - t0)
+        metrics.PACKETS.replied(reply.mtype, time.perf_counter() - t0)
 
     def _drop_malformed(self, lst: _Listener, src: Any, why: str) -> None:
-        metrics.DROPPED.labels("malformed").inc()
+        metrics.PACKETS.drop("malformed")
         self._malformed += 1
         now = time.monotonic()
         if now - self._last_event.get("malformed", -1e9) >= MALFORMED_EVERY:

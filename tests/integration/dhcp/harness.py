@@ -25,6 +25,7 @@ from roost.dhcp import store
 from roost.dhcp.codec import Packet, decode
 from roost.dhcp.config import ReservationSpec, SubnetSpec
 from roost.dhcp.errors import MalformedPacket
+from roost.server import read_client_file
 from roost.testing.netns import Lab, wait_for
 
 ROOST = str(Path(sys.executable).with_name("roost"))
@@ -109,6 +110,17 @@ class RoostServer:
         if check:
             assert res.returncode == 0, f"roost {' '.join(args)}: {res.stderr}"
         return res
+
+    def metrics(self) -> dict[str, float]:
+        """The server's /metrics as {'name{labels}': value}, read inside its namespace."""
+        client = read_client_file(self.data_dir)
+        token = Path(client["token_file"]).read_text().strip()
+        text = self.lab.exec(
+            self.ns, "curl", "-sf", "-H", f"Authorization: Bearer {token}",
+            f"{client['url']}/metrics",
+        ).stdout  # fmt: skip
+        samples = (line.rsplit(" ", 1) for line in text.splitlines() if line[:1] not in ("#", ""))
+        return {name: float(value) for name, value in samples}
 
     def leases(self) -> dict[str, tuple[str, str]]:
         """ip → (mac, state) from the durable lease file."""

@@ -210,6 +210,15 @@ def test_perfdhcp_smoke(link: Link) -> None:
     assert received[0] == sent[0] and received[1] == sent[1], res.stdout
     leases = link.server.leases()
     assert sum(1 for _, state in leases.values() if state == "bound") >= sent[1] * 0.5
+    # /metrics counts every request and reply of the run, and the garbage as malformed
+    m = link.server.metrics()
+    assert m['roost_dhcp_packets_received_total{type="discover"}'] == sent[0]
+    assert m['roost_dhcp_replies_sent_total{type="offer"}'] == received[0]
+    assert m['roost_dhcp_replies_sent_total{type="ack"}'] == received[1]
+    assert m['roost_dhcp_packets_dropped_total{reason="malformed"}'] == len(range(1, 300, 7))
+    assert m['roost_dhcp_reply_seconds_count{type="offer"}'] == received[0]
+    assert m['roost_dhcp_reply_seconds_bucket{le="+Inf",type="ack"}'] == received[1]
+    assert m['roost_dhcp_reply_seconds_sum{type="ack"}'] > 0
 
 
 def test_ping_probe_skips_an_address_in_use(bridged: Link) -> None:
