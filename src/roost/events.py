@@ -253,10 +253,10 @@ class EventBus:
         if engine is None:
             return None
         if self._inline_binds is None:
-            cols = EventRow.__table__.c
-            self._inline_binds = (
-                cols.time.type.bind_processor(engine.dialect) or _same,
-                cols.data.type.bind_processor(engine.dialect) or _same,
+            cols, dialect = EventRow.__table__.c, engine.dialect
+            self._inline_binds = (  # the dialect's own storage format, as the ORM writes it
+                cols.time.type.dialect_impl(dialect).bind_processor(dialect) or _same,
+                cols.data.type.dialect_impl(dialect).bind_processor(dialect) or _same,
             )
         time_of, data_of = self._inline_binds
         params = [

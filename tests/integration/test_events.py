@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -176,6 +177,11 @@ async def test_ids_given_at_write_match_the_stored_rows(runtime: Runtime) -> Non
         (e.id, e.subject, e.data, e.time) for e in stored
     ]
     assert all(e.time.tzinfo is not None for e in stored)
+    if runtime.db.dialect == "sqlite":  # stored as SQLAlchemy stores SQLite datetimes
+        async with runtime.db.session() as s:
+            raw = (await s.execute(text("SELECT time, data FROM events"))).all()
+        assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", t) for t, _ in raw), raw
+        assert all(isinstance(json.loads(d), dict) for _, d in raw)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
