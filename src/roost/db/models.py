@@ -43,9 +43,9 @@ class EventRow(Base):
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
     time: Mapped[datetime] = mapped_column(index=True)
-    type: Mapped[str] = mapped_column(String(128), index=True)
+    type: Mapped[str] = mapped_column(String(128))  # prefix filters cannot use an index
     subject: Mapped[str] = mapped_column(String(255), index=True, default="")
-    site: Mapped[str | None] = mapped_column(String(64), index=True)
+    site: Mapped[str | None] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
