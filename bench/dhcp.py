@@ -5,9 +5,11 @@ file on tmpfs; perfdhcp runs in a client namespace (rdhb-cli, 10.203.0.2/24) and
 relay (giaddr 10.203.0.2, answers unicast to 10.203.0.2:67), so every server picks the
 10.192.0.0/10 subnet by giaddr. Each step uses new client MACs and the servers keep their
 leases from step to step, so the pool (a million addresses) is large enough for every lease
-of a full sweep: with a /16 every server ran out of addresses at the 2 500/s step. The rate steps up until drops exceed 2.5 %; for each server
-the highest rate with ≤ 2.5 % drops (both DISCOVER→OFFER and REQUEST→ACK), its achieved
-DORA/s, mean latencies and server CPU are printed, then the ratios to Roost. A burst run
+of a full sweep: with a /16 every server ran out of addresses at the 2 500/s step.
+
+The rate steps up until drops exceed 2.5 %; for each server the highest rate with ≤ 2.5 %
+drops (both DISCOVER→OFFER and REQUEST→ACK), its achieved DORA/s, mean latencies and server
+CPU are printed, then the ratios to Roost. A burst run
 then starts 2000 distinct clients within 2 s (a small relay-mode client written here, with
 retransmission like a real client) and measures the time until all hold a lease.
 
