@@ -27,7 +27,7 @@ BROADCAST_FLAG = 0x8000
 MIN_SIZE = 300  # RFC 1542 §2.1: BOOTP packets of less than 300 bytes may be dropped by relays
 DEFAULT_MAX_SIZE = 576  # RFC 2131 §2: every client accepts at least this
 
-_OPTIONS_AT = HEADER.size + 4
+OPTIONS_AT = HEADER.size + 4
 
 
 @dataclass(slots=True)
@@ -123,9 +123,9 @@ def _parse_options(buf: bytes, start: int, end: int, into: dict[int, bytes]) -> 
 
 def decode(data: bytes) -> Packet:
     """Parse one DHCP message; raise :class:`MalformedPacket` for anything else."""
-    if len(data) < _OPTIONS_AT:
+    if len(data) < OPTIONS_AT:
         raise MalformedPacket(f"{len(data)} bytes is shorter than a DHCP header (240)")
-    if data[HEADER.size : _OPTIONS_AT] != MAGIC:
+    if data[HEADER.size : OPTIONS_AT] != MAGIC:
         raise MalformedPacket("no DHCP magic cookie (plain BOOTP is not served)")
     (op, htype, hlen, hops, xid, secs, flags, ci, yi, si, gi, chaddr, sname, file) = (
         HEADER.unpack_from(data)
@@ -133,7 +133,7 @@ def decode(data: bytes) -> Packet:
     if op not in (BOOTREQUEST, BOOTREPLY):
         raise MalformedPacket(f"op {op} is neither BOOTREQUEST nor BOOTREPLY")
     options: dict[int, bytes] = {}
-    overload, padding = _parse_options(data, _OPTIONS_AT, len(data), options)
+    overload, padding = _parse_options(data, OPTIONS_AT, len(data), options)
     if overload:
         # RFC 3396 §5 / RFC 2132 §9.3: file first, then sname; both then carry no text.
         if overload & 1:
@@ -198,9 +198,29 @@ def _fill(instances: list[bytes], room: int) -> tuple[bytes, list[bytes]]:
     return b"".join(head), rest
 
 
+def encode_options(options: dict[int, bytes]) -> bytes:
+    """The options area for ``options`` (TLVs, long values split), without END."""
+    return b"".join(_instances(options))
+
+
+def encode_with_options(p: Packet, body: bytes) -> bytes:
+    """Serialise ``p``'s header with an options area already encoded (``encode_options``);
+    the caller has checked that it fits."""
+    return _header(p) + MAGIC + body + b"\xff"
+
+
 def encode(p: Packet, max_size: int | None = None) -> bytes:
     """Serialise ``p``; with ``max_size``, overflow options into file/sname (option 52)."""
-    header = HEADER.pack(
+    header = _header(p)
+    instances = _instances(p.options)
+    body = b"".join(instances)
+    if max_size is None or OPTIONS_AT + len(body) + 1 <= max_size:
+        return header + MAGIC + body + b"\xff" + bytes(p.padding)
+    return _encode_overloaded(p, header, instances, max_size)
+
+
+def _header(p: Packet) -> bytes:
+    return HEADER.pack(
         p.op,
         p.htype,
         p.hlen,
@@ -216,17 +236,12 @@ def encode(p: Packet, max_size: int | None = None) -> bytes:
         p.sname.ljust(64, b"\0")[:64],
         p.file.ljust(128, b"\0")[:128],
     )
-    instances = _instances(p.options)
-    body = b"".join(instances)
-    if max_size is None or _OPTIONS_AT + len(body) + 1 <= max_size:
-        return header + MAGIC + body + b"\xff" + bytes(p.padding)
-    return _encode_overloaded(p, header, instances, max_size)
 
 
 def _encode_overloaded(p: Packet, header: bytes, instances: list[bytes], max_size: int) -> bytes:
     can_file = not p.file.strip(b"\0")
     can_sname = not p.sname.strip(b"\0")
-    room = max_size - _OPTIONS_AT - 3 - 1  # option 52 takes 3 bytes, END 1
+    room = max_size - OPTIONS_AT - 3 - 1  # option 52 takes 3 bytes, END 1
     main, rest = _fill(instances, room)
     file_part = sname_part = b""
     overload = 0

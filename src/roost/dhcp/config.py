@@ -192,6 +192,9 @@ class Subnet:
     """Options a reply on this subnet may carry (besides lease times), by code."""
     lease_options: dict[int, bytes]
     """Options 51, 58 and 59: lease time, T1 = 0.5 and T2 = 0.875 of it (RFC 2131 §4.4.5)."""
+    reply_options: dict[tuple[bytes, bool], bytes] = field(default_factory=dict, compare=False)
+    """Encoded options of plain replies by (parameter request list, with lease times); filled
+    by :func:`roost.dhcp.replies.build`, dropped with the subnet when the configuration changes."""
 
     def contains(self, ip: int) -> bool:
         return ip & self.mask == self.network

@@ -16,8 +16,11 @@ from roost.dhcp.codec import (
     BROADCAST_FLAG,
     DEFAULT_MAX_SIZE,
     MIN_SIZE,
+    OPTIONS_AT,
     Packet,
     encode,
+    encode_options,
+    encode_with_options,
     ip_str,
 )
 from roost.dhcp.config import ReservationSpec, Subnet
@@ -73,6 +76,29 @@ def build(
     r = base(p, ip, int(server))
     if mtype == MessageType.OFFER:
         r.ciaddr = 0  # RFC 2131 Table 3: ciaddr is 0 in an OFFER
+    bc = pxe.classify(p)
+    data = None
+    if bc is None and (reservation is None or not reservation.hostname):
+        data = _plain(r, p, mtype, subnet, server, lease)
+    if data is None:
+        data = _general(r, p, mtype, subnet, server, reservation, http_port, tags_for, lease, bc)
+    dest, arp = destination(p, r)
+    return Reply(data, dest, mtype, durable, arp)
+
+
+def _general(
+    r: Packet,
+    p: Packet,
+    mtype: int,
+    subnet: Subnet,
+    server: IPv4Address,
+    reservation: ReservationSpec | None,
+    http_port: int,
+    tags_for: pxe.TagsFor,
+    lease: bool,
+    bc: pxe.BootClient | None,
+) -> bytes:
+    """Any reply: boot information, a reserved hostname, overload when it does not fit."""
     opts = r.options
     opts[Opt.MESSAGE_TYPE] = _TYPE_BYTES[mtype]
     opts[Opt.SERVER_ID] = server.packed
@@ -82,7 +108,6 @@ def build(
     extra: dict[int, bytes] = {}
     if reservation is not None and reservation.hostname:
         extra[Opt.HOSTNAME] = reservation.hostname.encode()
-    bc = pxe.classify(p)
     if bc is not None:
         node = reservation.boot if reservation else None
         boot = pxe.decide(p, bc, subnet.spec.boot, server, http_port, node, tags_for)
@@ -103,8 +128,51 @@ def build(
             opts[code] = extra[code]
     if Opt.RELAY_AGENT_INFO in p.options:  # RFC 3046 §2.2: echo it, last
         opts[Opt.RELAY_AGENT_INFO] = p.options[Opt.RELAY_AGENT_INFO]
-    dest, arp = destination(p, r)
-    return Reply(finish(r, p), dest, mtype, durable, arp)
+    return finish(r, p)
+
+
+def _plain(
+    r: Packet, p: Packet, mtype: int, subnet: Subnet, server: IPv4Address, lease: bool
+) -> bytes | None:
+    """The encoded reply for a client that is not booting and has no reserved hostname, or
+    None when it must go the general way (too big for the client: overload). Its options
+    depend only on the subnet, the client's parameter request list and ``lease``, so they
+    are encoded once per such pair and kept on the subnet; the bytes equal what the general
+    path builds."""
+    prl = p.options.get(Opt.PARAMETER_REQUEST_LIST, b"")
+    key = (prl, lease)
+    middle = subnet.reply_options.get(key)
+    if middle is None:
+        opts: dict[int, bytes] = dict(subnet.lease_options) if lease else {}
+        have = subnet.options
+        for code in prl:
+            if code not in opts and code not in _HEAD and code in have:
+                opts[code] = have[code]
+        for code in ALWAYS:
+            if code not in opts and code in have:
+                opts[code] = have[code]
+        middle = encode_options(opts)
+        if len(subnet.reply_options) < _PLAIN_CACHE:  # a client picks its list: stay bounded
+            subnet.reply_options[key] = middle
+    rai = p.options.get(Opt.RELAY_AGENT_INFO)
+    body = b"".join(
+        (
+            _HEAD_TLV[mtype],
+            b"\x36\x04",
+            server.packed,
+            middle,
+            b"" if rai is None else encode_options({Opt.RELAY_AGENT_INFO: rai}),
+        )
+    )
+    if OPTIONS_AT + len(body) + 1 > max_size(p):
+        return None
+    data = encode_with_options(r, body)
+    return data if len(data) >= MIN_SIZE else data + bytes(MIN_SIZE - len(data))
+
+
+_HEAD = (Opt.MESSAGE_TYPE, Opt.SERVER_ID)
+_HEAD_TLV = {int(t): bytes((Opt.MESSAGE_TYPE, 1, t)) for t in MessageType}
+_PLAIN_CACHE = 64
 
 
 def nak(p: Packet, server: IPv4Address, why: str) -> Reply:

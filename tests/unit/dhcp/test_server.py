@@ -408,3 +408,45 @@ def test_hostile_requests_never_crash_or_escape_the_served_subnets(packets: list
                 assert any(s.contains(got.yiaddr) for s in srv.config.subnets)
     for lease in srv.leases:
         assert any(s.contains(lease.ip) for s in srv.config.subnets)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    prl=st.binary(max_size=40),
+    mtype=st.sampled_from([M.OFFER, M.ACK]),
+    lease=st.booleans(),
+    rai=st.none() | st.binary(min_size=1, max_size=300),
+    max_size=st.none() | st.integers(min_value=0, max_value=1600),
+    search=st.lists(st.sampled_from(["a.example", "b.example.org", "lab"]), max_size=30),
+)
+def test_cached_plain_reply_equals_the_general_path(
+    prl: bytes,
+    mtype: int,
+    lease: bool,
+    rai: bytes | None,
+    max_size: int | None,
+    search: list[str],
+) -> None:
+    """Replies to clients that are not booting come from options encoded once per subnet and
+    parameter request list: the bytes must equal the general path's, overload included."""
+    from roost.dhcp import replies
+
+    srv = make_server(subnets=[lan(domain_search=search, ntp_servers=["10.0.0.123"])])
+    subnet = srv.config.subnets[0]
+    p = request(M.DISCOVER, 3, parameter_request_list=prl)
+    p.giaddr = A("10.0.0.9")
+    if rai is not None:
+        p.options[Opt.RELAY_AGENT_INFO] = rai
+    if max_size is not None:
+        p.options[Opt.MAX_MESSAGE_SIZE] = max_size.to_bytes(2, "big")
+    args = (p, mtype, subnet, SERVER_IP, A("10.0.0.100"), None, 8442, srv.tags_for)
+    for _ in range(2):  # the second time from the subnet's cache
+        got = replies.build(*args, lease=lease)
+        r = replies.base(p, A("10.0.0.100"), int(SERVER_IP))
+        if mtype == M.OFFER:
+            r.ciaddr = 0
+        want = replies._general(
+            r, p, mtype, subnet, SERVER_IP, None, 8442, srv.tags_for, lease, None
+        )
+        assert got.data == want
+        assert (prl, lease) in subnet.reply_options  # the cached path was the one taken
