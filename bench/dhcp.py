@@ -44,6 +44,8 @@ SUBNET, NETMASK = "10.192.0.0/10", "255.192.0.0"
 POOL = ("10.208.0.1", "10.223.255.254")
 ROOST = str(Path(sys.executable).with_name("roost"))
 HZ = os.sysconf("SC_CLK_TCK")
+QUICK_RATES = [500, 1500, 3000, 4500]
+FULL_RATES = [250, 500, 1000, 1500, 2000, *range(3000, 10001, 1000), 12000, 15000, 20000]
 
 
 def cpu_ticks(pid: int) -> int:
@@ -347,15 +349,10 @@ def main() -> None:
     reason = unavailable_reason("perfdhcp", "kea-dhcp4", "dnsmasq")
     if reason:
         sys.exit(f"bench/dhcp.py: {reason}")
-    rates = (
-        [int(r) for r in args.rates.split(",")]
-        if args.rates
-        else (
-            [500, 1500, 3000, 4500]
-            if args.quick
-            else [250, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000, 6000, 8000, 10000]
-        )
-    )
+    if args.rates:
+        rates = [int(r) for r in args.rates.split(",")]
+    else:
+        rates = QUICK_RATES if args.quick else FULL_RATES
     seconds = args.seconds or (2 if args.quick else 10)
     burst_clients = 2000
     names = args.servers.split(",")
