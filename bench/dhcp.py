@@ -44,7 +44,7 @@ SUBNET, NETMASK = "10.192.0.0/10", "255.192.0.0"
 POOL = ("10.208.0.1", "10.223.255.254")
 ROOST = str(Path(sys.executable).with_name("roost"))
 HZ = os.sysconf("SC_CLK_TCK")
-QUICK_RATES = [500, 1500, 3000, 4500]
+QUICK_RATES = [500, 4000, 8000, 12000]
 FULL_RATES = [250, 500, 1000, 1500, 2000, *range(3000, 10001, 1000), 12000, 15000, 20000]
 
 
