@@ -170,6 +170,10 @@ async def run_clients(n: int, out: Path, want: str) -> dict[str, float]:
 
 async def serve(root: Path, workers: int) -> None:
     sys.path.insert(0, str(REPO / "src"))
+    # Worker processes import roost afresh: the same tree as this process, not an install.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])
+    )
     from roost.tftp.resolver import DirectoryResolver
     from roost.tftp.server import TFTPServer
     from roost.tftp.session import Limits
