@@ -37,16 +37,6 @@ log = logging.getLogger(__name__)
 _UDP_SEGMENT = 103  # linux/udp.h; Python does not export it
 _GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS on kernels before 6.x; newer allow more
 _GSO_MAX_BYTES = 65000  # one send is one IP datagram before segmentation
-# When more transfers of a process have an ACK waiting than it can answer at once, the CPU is
-# the bottleneck, and answering all of them wakes every client in turn, each with its memory
-# long gone from the CPU cache (measured: clients then spent 40 % more CPU per packet). So the
-# oldest _HOT are answered and the rest set aside for _DEFER seconds; a transfer whose last
-# packet went out more than _AGE ago is never set aside, which bounds the delay well below any
-# client's retransmission timeout. Clients that wait on the network, not on this CPU, never
-# pile up beyond _HOT and are answered at once.
-_HOT = 8
-_DEFER = 0.05
-_AGE = 0.5
 _BATCH = 512  # ready transfers looked at per wake-up before the loop runs anything else
 
 
@@ -84,9 +74,6 @@ class Carrier:
         self.snapshots = Snapshots()
         self._epoll = select.epoll()
         self._transfers: dict[int, Transfer] = {}
-        self._started = 0
-        self._deferred: list[Transfer] = []
-        self._rearm: asyncio.TimerHandle | None = None
         self.loop.add_reader(self._epoll.fileno(), self._ready)
 
     def __len__(self) -> int:
@@ -109,8 +96,7 @@ class Carrier:
             sock.close()
             file.close()
             raise
-        self._started += 1
-        transfer = Transfer(self, sock, session, request.filename, on_done, self._started)
+        transfer = Transfer(self, sock, session, request.filename, on_done)
         self._transfers[sock.fileno()] = transfer
         self._epoll.register(sock.fileno(), select.EPOLLIN)
         transfer.begin()
@@ -120,50 +106,20 @@ class Carrier:
         """End every transfer (``stopped``) and stop watching."""
         for transfer in list(self._transfers.values()):
             transfer.finish("stopped")
-        if self._rearm is not None:
-            self._rearm.cancel()
-            self._rearm = None
         self.loop.remove_reader(self._epoll.fileno())
         self._epoll.close()
 
     def _ready(self) -> None:
         now = self.loop.time()
         transfers = self._transfers
-        ready = self._epoll.poll(0, _BATCH)
-        if len(ready) <= _HOT:
-            for fd, _events in ready:
-                transfer = transfers.get(fd)
-                if transfer is not None:
-                    transfer.readable(now)
-            return
-        # Behind: the oldest first, the rest later (see _HOT).
-        waiting = sorted(
-            (t for fd, _ in ready if (t := transfers.get(fd)) is not None), key=_by_age
-        )
-        late = now - _AGE
-        for i, transfer in enumerate(waiting):
-            if i < _HOT or transfer.sent_at < late:
+        for fd, _events in self._epoll.poll(0, _BATCH):
+            transfer = transfers.get(fd)
+            if transfer is not None:
                 transfer.readable(now)
-            else:
-                self._epoll.modify(transfer.fd, 0)
-                self._deferred.append(transfer)
-        if self._deferred and self._rearm is None:
-            self._rearm = self.loop.call_later(_DEFER, self._wake_deferred)
-
-    def _wake_deferred(self) -> None:
-        self._rearm = None
-        deferred, self._deferred = self._deferred, []
-        for transfer in deferred:
-            if self._transfers.get(transfer.fd) is transfer:
-                self._epoll.modify(transfer.fd, select.EPOLLIN)
 
     def _forget(self, fd: int) -> None:
         del self._transfers[fd]
         self._epoll.unregister(fd)
-
-
-def _by_age(transfer: Transfer) -> int:
-    return transfer.seq
 
 
 class Transfer:
@@ -177,10 +133,7 @@ class Transfer:
         session: TFTPSession,
         name: str,
         on_done: Callable[[Transfer, TransferResult], None],
-        seq: int,
     ) -> None:
-        self.seq = seq  # start order: the oldest transfer is answered first when behind
-        self.sent_at = 0.0  # loop time of the last packet sent
         self.carrier = carrier
         self.loop = carrier.loop
         self.sock = sock
@@ -220,7 +173,6 @@ class Transfer:
             session.abort("error")
             packet = None
         if packet is not None:
-            self.sent_at = now
             try:
                 self._send(packet)
             except (BlockingIOError, InterruptedError):
@@ -242,11 +194,7 @@ class Transfer:
 
     def _flush(self, now: float | None = None) -> None:
         session = self.session
-        if now is None:
-            now = self.loop.time()
-        out = session.datagrams_to_send(now)
-        if out:
-            self.sent_at = now
+        out = session.datagrams_to_send(self.loop.time() if now is None else now)
         try:
             if len(out) == 1:
                 self._send(out[0])
