@@ -65,7 +65,7 @@ def namespaces() -> Iterator[None]:
 
 def server_command(name: str, root: Path, workers: int) -> list[str]:
     if name == "roost":
-        return [sys.executable, __file__, "--serve", str(root), "--workers", str(workers)]
+        return [sys.executable, "-P", __file__, "--serve", str(root), "--workers", str(workers)]
     if name == "tftpd-hpa":
         return [str(HPA), "-L", "-s", "-u", "root", "-a", f"{SRV_IP}:69", str(root)]
     return [
@@ -139,7 +139,7 @@ def keep(
 
 def concurrent(clients: int, work: Path, want: str) -> dict[str, float]:
     res = sh(
-        "ip", "netns", "exec", CLI_NS, sys.executable, __file__,
+        "ip", "netns", "exec", CLI_NS, sys.executable, "-P", __file__,
         "--clients", str(clients), "--out", str(work / "many"), "--want", want,
     )  # fmt: skip
     result: dict[str, float] = json.loads(res.stdout.strip().splitlines()[-1])
@@ -170,6 +170,10 @@ async def run_clients(n: int, out: Path, want: str) -> dict[str, float]:
 
 async def serve(root: Path, workers: int) -> None:
     sys.path.insert(0, str(REPO / "src"))
+    # Worker processes import roost afresh: the same tree as this process, not an install.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])
+    )
     from roost.tftp.resolver import DirectoryResolver
     from roost.tftp.server import TFTPServer
     from roost.tftp.session import Limits

@@ -196,3 +196,21 @@ async def test_lost_workers_fail_their_transfers_and_the_server_carries_on(root:
             assert (await srv.record(2)).outcome == "ok" and pool.handed_off == 1
         finally:
             client.close()
+
+
+async def test_many_acks_in_one_wake_up_are_all_answered(root: Path) -> None:
+    # 24 ACKs reach the server in one wake-up (the clients share its loop and send without
+    # yielding): one epoll poll serves them all, none is lost or answered twice.
+    clients = [RawClient() for _ in range(24)]
+    try:
+        async with serving(root) as srv:
+            firsts = [await c.request(srv.port, "f.bin") for c in clients]
+            got = await asyncio.gather(
+                *(c.fetch_rest(first) for c, first in zip(clients, firsts, strict=True))
+            )
+            assert set(got) == {(root / "f.bin").read_bytes()}
+            await srv.record(24)
+            assert {r.outcome for r in srv.records} == {"ok"}
+    finally:
+        for c in clients:
+            c.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from roost.tftp.files import MemoryFile, TFTPFile, to_netascii
+from roost.tftp.files import MemoryFile, OpenFile, Snapshots, TFTPFile, to_netascii
 from roost.tftp.resolver import ChainResolver, DirectoryResolver, TFTPDenied, safe_parts
 
 pytestmark = pytest.mark.unit
@@ -122,3 +122,34 @@ async def test_chain_asks_in_order_and_falls_through(tree: Path) -> None:
 def test_netascii_conversion() -> None:
     f = to_netascii(MemoryFile(b"a\nb\rc\r\n"))
     assert read_all(f) == b"a\r\nb\r\0c\r\0\r\n"
+
+
+def test_snapshots_share_one_copy_until_the_file_changes(tmp_path: Path) -> None:
+    path = tmp_path / "boot.bin"
+    path.write_bytes(b"a" * 3000)
+    snapshots = Snapshots()
+
+    def opened() -> TFTPFile:
+        return OpenFile(os.open(path, os.O_RDONLY))
+
+    first, second = snapshots.share(opened()), snapshots.share(opened())
+    assert isinstance(first, MemoryFile) and isinstance(second, MemoryFile)
+    assert first.view().obj is second.view().obj  # one copy for both transfers
+    path.write_bytes(b"b" * 3000)  # rewritten: a new transfer gets the new content
+    third = snapshots.share(opened())
+    buf = bytearray(3000)
+    assert third.readinto(0, memoryview(buf)) == 3000 and bytes(buf) == b"b" * 3000
+    for f in (first, second, third):
+        f.close()
+    assert snapshots._total == 0  # released with the last transfer
+
+
+def test_snapshots_leave_large_files_and_memory_content_alone(tmp_path: Path) -> None:
+    path = tmp_path / "big.bin"
+    path.write_bytes(bytes(2000))
+    snapshots = Snapshots(file_limit=1000)
+    big = OpenFile(os.open(path, os.O_RDONLY))
+    assert snapshots.share(big) is big
+    big.close()
+    memory = MemoryFile(b"x")
+    assert snapshots.share(memory) is memory

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Protocol, runtime_checkable
 
-__all__ = ["NETASCII_LIMIT", "MemoryFile", "OpenFile", "TFTPFile", "to_netascii"]
+__all__ = ["NETASCII_LIMIT", "MemoryFile", "OpenFile", "Snapshots", "TFTPFile", "to_netascii"]
 
 NETASCII_LIMIT = 16 * 1024 * 1024
 """Largest file served in netascii mode; the conversion happens in memory."""
@@ -36,6 +36,10 @@ class MemoryFile:
     def __init__(self, data: bytes) -> None:
         self._data = memoryview(data)
         self.size = len(data)
+
+    def view(self) -> memoryview:
+        """The whole content, uncopied: a session cuts its DATA packets straight from it."""
+        return self._data
 
     def readinto(self, offset: int, buf: memoryview) -> int:
         chunk = self._data[offset : offset + len(buf)]
@@ -63,6 +67,68 @@ class OpenFile:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+class Snapshots:
+    """Whole small files read once and shared by every transfer of them in this process.
+
+    In a boot storm hundreds of transfers send the same boot file at once. Each cutting its
+    blocks from a read-ahead buffer of its own keeps megabytes of copies in flight, which the
+    CPU cache cannot hold; one shared copy stays hot. A snapshot is keyed by the file's
+    identity and change times, so a file replaced or rewritten is read anew, and it is
+    dropped when its last transfer ends.
+    """
+
+    def __init__(self, file_limit: int = 8 << 20, total_limit: int = 64 << 20) -> None:
+        self.file_limit = file_limit
+        self.total_limit = total_limit
+        self._held: dict[tuple[int, ...], _Snapshot] = {}
+        self._total = 0
+
+    def share(self, file: TFTPFile) -> TFTPFile:
+        """A shared in-memory copy of ``file`` (then closed), or ``file`` itself when it is
+        not a small file on disk, the limit is reached, or it changes while being read."""
+        if not isinstance(file, OpenFile) or file.size > self.file_limit:
+            return file
+        st = os.fstat(file.fileno())
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        snapshot = self._held.get(key)
+        if snapshot is None:
+            if self._total + st.st_size > self.total_limit or st.st_size != file.size:
+                return file
+            buf = bytearray(st.st_size)
+            if file.readinto(0, memoryview(buf)) != st.st_size:
+                return file
+            snapshot = self._held[key] = _Snapshot(key, bytes(buf))
+            self._total += st.st_size
+        snapshot.users += 1
+        file.close()
+        return _SharedFile(self, snapshot)
+
+    def _release(self, snapshot: _Snapshot) -> None:
+        snapshot.users -= 1
+        if snapshot.users == 0 and self._held.pop(snapshot.key, None) is not None:
+            self._total -= len(snapshot.data)
+
+
+class _Snapshot:
+    def __init__(self, key: tuple[int, ...], data: bytes) -> None:
+        self.key = key
+        self.data = data
+        self.users = 0
+
+
+class _SharedFile(MemoryFile):
+    def __init__(self, owner: Snapshots, snapshot: _Snapshot) -> None:
+        super().__init__(snapshot.data)
+        self._owner: Snapshots | None = owner
+        self._snapshot = snapshot
+
+    def close(self) -> None:
+        super().close()
+        if self._owner is not None:
+            self._owner._release(self._snapshot)
+            self._owner = None
 
 
 def to_netascii(file: TFTPFile) -> TFTPFile:

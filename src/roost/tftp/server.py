@@ -27,8 +27,8 @@ from roost.tftp.codec import ErrorCode
 from roost.tftp.files import TFTPFile, to_netascii
 from roost.tftp.metrics import ACTIVE, BYTES, MALFORMED, TRANSFERS
 from roost.tftp.resolver import Resolver, TFTPDenied
-from roost.tftp.session import Limits, TFTPSession
-from roost.tftp.transfer import Transfer, TransferResult
+from roost.tftp.session import Limits
+from roost.tftp.transfer import Carrier, Transfer, TransferResult
 from roost.tftp.worker import WorkerPool
 
 __all__ = ["TFTPServer", "TransferRecord", "arp_mac"]
@@ -113,6 +113,7 @@ class TFTPServer:
         self._next_key = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._pool = WorkerPool(workers, self.limits, self._worker_result) if workers else None
+        self._carrier: Carrier | None = None
 
     @property
     def active(self) -> int:
@@ -141,6 +142,7 @@ class TFTPServer:
                 sock.close()
                 raise
         self._sock = sock
+        self._carrier = Carrier()
         self.port = sock.getsockname()[1]
         loop.add_reader(sock.fileno(), self._on_request)
 
@@ -154,9 +156,9 @@ class TFTPServer:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for active in list(self._active.values()):
-            if active.transfer is not None:
-                active.transfer.finish("stopped")
+        if self._carrier is not None:
+            self._carrier.close()
+            self._carrier = None
         if self._pool is not None:
             await self._pool.stop()
         for active in list(self._active.values()):  # in workers that did not answer
@@ -253,15 +255,14 @@ class TFTPServer:
             sock.connect(active.peer)
             if self._pool is not None and self._pool.hand_off(active.key, sock, file, request):
                 return
-            session = TFTPSession(request, file, self.limits, asyncio.get_running_loop().time())
+            assert self._carrier is not None  # requests are only read between start and stop
         except BaseException:
             sock.close()
             file.close()
             raise
-        active.transfer = Transfer(
-            sock, session, request.filename, lambda _t, result: self._end(active, result)
+        active.transfer = self._carrier.start(
+            sock, request, file, self.limits, lambda _t, result: self._end(active, result)
         )
-        active.transfer.begin()
 
     def _worker_result(self, key: int, result: TransferResult) -> None:
         active = self._by_key.get(key)

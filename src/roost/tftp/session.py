@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from roost.tftp import codec
 from roost.tftp.codec import ErrorCode, Request
-from roost.tftp.files import TFTPFile
+from roost.tftp.files import MemoryFile, TFTPFile
 
 __all__ = ["MAX_BLKSIZE", "Limits", "Negotiated", "TFTPSession", "negotiate"]
 
@@ -106,7 +106,8 @@ class TFTPSession:
         self._out: list[bytes] = []
         # Read-ahead buffer: whole blocks, about READ_AHEAD bytes, refilled when passed.
         self._chunk = max(1, READ_AHEAD // self.blksize) * self.blksize
-        self._cache = memoryview(b"")
+        # Content already in memory is cut from directly, never copied into a read-ahead.
+        self._cache = file.view() if isinstance(file, MemoryFile) else memoryview(b"")
         self._cache_at = 0
         self._oack = codec.encode(codec.OptionAck(n.oack)) if n.oack else None
         self._deadline = now + self.timeout
@@ -125,14 +126,40 @@ class TFTPSession:
     def bytes_acked(self) -> int:
         return min(self._acked * self.blksize, self.size)
 
+    def receive_ack(self, datagram: bytes, now: float) -> bytes | None:
+        """The hot path of a lockstep transfer, one call per ACK: when ``datagram`` is the ACK
+        of the newest block sent and the next block is a full one at hand, it is taken and the
+        next DATA packet returned (counted as sent). Otherwise nothing changes and the result
+        is None: feed the datagram to :meth:`receive`."""
+        if (
+            len(datagram) != 4
+            or datagram[1] != codec.ACK
+            or datagram[0]
+            or ((datagram[2] << 8) | datagram[3]) != self._sent & 0xFFFF
+            or self.windowsize != 1
+            or self._oack is not None
+            or self.outcome is not None
+        ):
+            return None
+        acked = self._sent
+        start = acked * self.blksize - self._cache_at
+        end = start + self.blksize
+        if acked <= self._acked or start < 0 or end > len(self._cache) or acked + 1 >= self.blocks:
+            return None  # a duplicate, a refill, or the last block: the general path
+        self._acked = acked
+        self._sent = acked + 1
+        self._tries = 0
+        self._deadline = now + self.timeout
+        return _DATA_HEADER.pack(codec.DATA, (acked + 1) & 0xFFFF) + self._cache[start:end]
+
     def receive(self, datagram: bytes, now: float) -> bool:
         """Feed one datagram from the client; return False when it was malformed (dropped)."""
         if len(datagram) != 4 or datagram[1] != codec.ACK or datagram[0] or self._oack:
             return self._receive_other(datagram, now)
         if self.outcome is not None:
             return True
-        # The hot path, once per ACK, kept flat: the one block in flight (acked, sent] whose
-        # low 16 bits match (a window is at most 65535 blocks, so it is unambiguous).
+        # The one block in flight (acked, sent] whose low 16 bits match (a window is at most
+        # 65535 blocks, so it is unambiguous).
         ahead = (((datagram[2] << 8) | datagram[3]) - self._acked) & 0xFFFF
         acked = self._acked + ahead
         if ahead == 0 or acked > self._sent:
@@ -143,15 +170,6 @@ class TFTPSession:
             return True
         self._tries = 0
         self._deadline = now + self.timeout
-        if self.windowsize == 1:
-            # Lockstep: cut the next full block straight from the read-ahead buffer.
-            start = acked * self.blksize - self._cache_at
-            end = start + self.blksize
-            if start >= 0 and end <= len(self._cache):
-                self._out.append(_DATA_HEADER.pack(codec.DATA, (acked + 1) & 0xFFFF)
-                                 + self._cache[start:end])  # fmt: skip
-                self._sent = acked + 1
-                return True
         self._send_window()
         return True
 

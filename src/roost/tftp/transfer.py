@@ -1,13 +1,19 @@
-"""One transfer's transport: its own socket and timer around a :class:`TFTPSession`.
+"""Transfers' transport: each its own socket and timer around a :class:`TFTPSession`, all of
+one process carried by one :class:`Carrier`.
 
-The socket is bound to the address the request was sent to and connected to the client, which
-gives the transfer its own TID (RFC 1350 §4) and lets the kernel drop datagrams from anyone
-else. It is read with ``add_reader`` and plain non-blocking ``recv``/``send``: no transport
-objects, no per-packet allocation beyond the packet itself, no per-packet logging. The timer is
-re-armed lazily: deadlines only move later, so when it fires early it is simply set again to
-the session's current deadline instead of being cancelled and recreated on every ACK. A window
-of DATA packets goes out with UDP GSO, one ``send`` for up to 44 packets of 1472 bytes. The same
-class runs in the server process and in worker processes (:mod:`roost.tftp.worker`).
+A transfer's socket is bound to the address the request was sent to and connected to the
+client, which gives the transfer its own TID (RFC 1350 §4) and lets the kernel drop datagrams
+from anyone else. The carrier keeps every transfer socket of the process in one ``epoll`` set,
+which is a single reader in the event loop: a wake-up serves every transfer with an ACK waiting,
+one plain non-blocking ``recv`` and ``send`` each, with no per-socket callback machinery, one
+clock read per wake-up and no per-packet allocation beyond the packet itself. A lockstep ACK
+takes the session's one-call hot path (:meth:`TFTPSession.receive_ack`). Small files on disk are
+served from one shared in-memory snapshot (:class:`Snapshots`), so many transfers of the same
+boot file cut their blocks from one copy that stays in the CPU cache. Timers are re-armed
+lazily: deadlines only move later, so when one fires early it is simply set again to the
+session's current deadline instead of being cancelled and recreated on every ACK. A window of
+DATA packets goes out with UDP GSO, one ``send`` for up to 44 packets of 1472 bytes. The same
+classes run in the server process and in worker processes (:mod:`roost.tftp.worker`).
 """
 
 from __future__ import annotations
@@ -15,19 +21,23 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import select
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from roost.tftp.session import TFTPSession
+from roost.tftp.codec import Request
+from roost.tftp.files import Snapshots, TFTPFile
+from roost.tftp.session import Limits, TFTPSession
 
-__all__ = ["Transfer", "TransferResult"]
+__all__ = ["Carrier", "Transfer", "TransferResult"]
 
 log = logging.getLogger(__name__)
 
 _UDP_SEGMENT = 103  # linux/udp.h; Python does not export it
 _GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS on kernels before 6.x; newer allow more
 _GSO_MAX_BYTES = 65000  # one send is one IP datagram before segmentation
+_BATCH = 512  # ready transfers looked at per wake-up before the loop runs anything else
 
 
 @dataclass(frozen=True)
@@ -56,18 +66,80 @@ def _enable_gso(sock: socket.socket, segment: int) -> int:
     return per_send
 
 
+class Carrier:
+    """Carries the transfers of one process; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.snapshots = Snapshots()
+        self._epoll = select.epoll()
+        self._transfers: dict[int, Transfer] = {}
+        self.loop.add_reader(self._epoll.fileno(), self._ready)
+
+    def __len__(self) -> int:
+        return len(self._transfers)
+
+    def start(
+        self,
+        sock: socket.socket,
+        request: Request,
+        file: TFTPFile,
+        limits: Limits,
+        on_done: Callable[[Transfer, TransferResult], None],
+    ) -> Transfer:
+        """Serve ``file`` for ``request`` over ``sock`` (bound, connected) until it ends; owns
+        the socket and the file from here on, also when this raises."""
+        try:
+            file = self.snapshots.share(file)
+            session = TFTPSession(request, file, limits, self.loop.time())
+        except BaseException:
+            sock.close()
+            file.close()
+            raise
+        transfer = Transfer(self, sock, session, request.filename, on_done)
+        self._transfers[sock.fileno()] = transfer
+        self._epoll.register(sock.fileno(), select.EPOLLIN)
+        transfer.begin()
+        return transfer
+
+    def close(self) -> None:
+        """End every transfer (``stopped``) and stop watching."""
+        for transfer in list(self._transfers.values()):
+            transfer.finish("stopped")
+        self.loop.remove_reader(self._epoll.fileno())
+        self._epoll.close()
+
+    def _ready(self) -> None:
+        now = self.loop.time()
+        transfers = self._transfers
+        for fd, _events in self._epoll.poll(0, _BATCH):
+            transfer = transfers.get(fd)
+            if transfer is not None:
+                transfer.readable(now)
+
+    def _forget(self, fd: int) -> None:
+        del self._transfers[fd]
+        self._epoll.unregister(fd)
+
+
 class Transfer:
-    """Runs ``session`` over ``sock`` (bound, connected) until it ends, then calls ``on_done``."""
+    """Runs ``session`` over ``sock`` until it ends, then calls ``on_done``; made by
+    :meth:`Carrier.start`."""
 
     def __init__(
         self,
+        carrier: Carrier,
         sock: socket.socket,
         session: TFTPSession,
         name: str,
         on_done: Callable[[Transfer, TransferResult], None],
     ) -> None:
-        self.loop = asyncio.get_running_loop()
+        self.carrier = carrier
+        self.loop = carrier.loop
         self.sock = sock
+        self.fd = sock.fileno()
+        self._recv = sock.recv
+        self._send = sock.send
         self.session = session
         self.name = name
         self.on_done = on_done
@@ -78,28 +150,37 @@ class Transfer:
     def begin(self) -> None:
         if self.session.windowsize > 1:
             self.gso = _enable_gso(self.sock, 4 + self.session.blksize)
-        self.loop.add_reader(self.sock.fileno(), self._readable)
         self._flush()
 
-    def _readable(self) -> None:
+    def readable(self, now: float) -> None:
         # One datagram per wake-up: a lockstep client has at most one ACK waiting, and a second
-        # recv would only fail with EAGAIN; the loop calls again while more are queued.
+        # recv would only fail with EAGAIN; epoll reports the socket again while more wait.
         session = self.session
         try:
-            data = self.sock.recv(2048)
+            data = self._recv(2048)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:  # e.g. ICMP port unreachable: the client is gone
             session.abort("unreachable")
-            self._flush()
+            self._flush(now)
             return
-        now = self.loop.time()
         try:
-            if not session.receive(data, now):
+            packet = session.receive_ack(data, now)
+            if packet is None and not session.receive(data, now):
                 self.malformed += 1
         except Exception:
             log.exception("TFTP transfer of %r failed", self.name)
             session.abort("error")
+            packet = None
+        if packet is not None:
+            try:
+                self._send(packet)
+            except (BlockingIOError, InterruptedError):
+                pass  # socket buffer full: the retransmission timer resends
+            except OSError:
+                session.abort("unreachable")
+                self._flush(now)
+            return
         self._flush(now)
 
     def _on_timer(self) -> None:
@@ -116,7 +197,7 @@ class Transfer:
         out = session.datagrams_to_send(self.loop.time() if now is None else now)
         try:
             if len(out) == 1:
-                self.sock.send(out[0])
+                self._send(out[0])
             elif out:
                 self._send_many(out)
         except (BlockingIOError, InterruptedError):
@@ -132,7 +213,7 @@ class Transfer:
 
     def _send_many(self, out: list[bytes]) -> None:
         """A window: with UDP GSO one send per run of full-size packets, else one per packet."""
-        send = self.sock.send
+        send = self._send
         if self.gso:
             step = self.gso
             for i in range(0, len(out), step):
@@ -159,7 +240,7 @@ class Transfer:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        self.loop.remove_reader(self.sock.fileno())
+        self.carrier._forget(self.fd)
         self.sock.close()
         self.session.file.close()
         s = self.session

@@ -26,8 +26,8 @@ from dataclasses import asdict
 
 from roost.tftp import codec
 from roost.tftp.files import OpenFile, TFTPFile
-from roost.tftp.session import Limits, TFTPSession
-from roost.tftp.transfer import Transfer, TransferResult
+from roost.tftp.session import Limits
+from roost.tftp.transfer import Carrier, TransferResult
 
 __all__ = ["WorkerPool", "main"]
 
@@ -179,11 +179,9 @@ class WorkerPool:
 async def _serve(ctl: socket.socket, limits: Limits) -> None:
     loop = asyncio.get_running_loop()
     closed = asyncio.Event()
-    transfers: dict[int, Transfer] = {}
+    carrier = Carrier()
 
-    def done(transfer: Transfer, result: TransferResult) -> None:
-        key = next(k for k, t in transfers.items() if t is transfer)
-        del transfers[key]
+    def report(key: int, result: TransferResult) -> None:
         with contextlib.suppress(OSError):
             ctl.send(json.dumps({"key": key, **asdict(result)}).encode())
 
@@ -202,16 +200,13 @@ async def _serve(ctl: socket.socket, limits: Limits) -> None:
         sock = socket.socket(fileno=fds[0])
         sock.setblocking(False)
         request = codec.Request(codec.RRQ, msg["file"], "octet", msg["options"])
-        session = TFTPSession(request, OpenFile(fds[1]), limits, loop.time())
-        transfer = Transfer(sock, session, msg["file"], done)
-        transfers[msg["key"]] = transfer
-        transfer.begin()
+        key = msg["key"]
+        carrier.start(sock, request, OpenFile(fds[1]), limits, lambda _t, r: report(key, r))
 
     loop.add_reader(ctl.fileno(), incoming)
     ctl.send(b"ready")
     await closed.wait()
-    for transfer in list(transfers.values()):
-        transfer.finish("stopped")
+    carrier.close()
 
 
 def main(argv: list[str]) -> int:
