@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from pydantic import BaseModel, Field
 from sqlalchemy import Select, Table, delete, insert, or_, select, text
@@ -60,6 +60,17 @@ class Event(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class Routed(Protocol):
+    """What filters look at: an :class:`Event`, or one still on its way to the database."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def site(self) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class EventFilter:
     """Which events a reader wants: type prefixes (any of), a subject, allowed sites."""
@@ -68,7 +79,7 @@ class EventFilter:
     subject: str | None = None
     sites: tuple[str, ...] | None = None  # None: every site
 
-    def matches(self, ev: Event) -> bool:
+    def matches(self, ev: Routed) -> bool:
         if self.types and not any(ev.type.startswith(p) for p in self.types):
             return False
         if self.subject is not None and ev.subject != self.subject:
@@ -87,8 +98,13 @@ class Subscription:
     overflowed: bool = False
 
     def deliver(self, ev: Event) -> None:
-        if self.overflowed or not self.filter.matches(ev):
-            return
+        if self.wants(ev):
+            self.put(ev)
+
+    def wants(self, ev: Routed) -> bool:
+        return not self.overflowed and self.filter.matches(ev)
+
+    def put(self, ev: Event) -> None:
         try:
             self.queue.put_nowait(ev)
         except asyncio.QueueFull:
@@ -108,10 +124,29 @@ class Subscription:
         return ev
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
-    event: Event
+    """An event on its way to the database. The :class:`Event` model is built only for whoever
+    receives it (a ``publish()`` caller, a subscriber whose filter matches): under a DHCP
+    server's load most events are stored and never streamed, and the model cost more than
+    the rest of the event's trip."""
+
+    time: datetime
+    type: str
+    subject: str
+    site: str | None
+    data: dict[str, Any]
     done: asyncio.Future[Event] | None
+
+    def event(self, ev_id: int) -> Event:
+        return Event(
+            id=ev_id,
+            time=self.time,
+            type=self.type,
+            subject=self.subject,
+            site=self.site,
+            data=self.data,
+        )
 
 
 @dataclass
@@ -158,10 +193,20 @@ class EventBus:
 
     # -- publishing ------------------------------------------------------------------------
 
-    def _make(
-        self, type: str, subject: str, data: dict[str, Any] | None, site: str | None
-    ) -> Event:
-        return Event(type=type, subject=subject, data=data or {}, site=site or self.site)
+    def _pending(
+        self,
+        type: str,
+        subject: str,
+        data: dict[str, Any] | None,
+        site: str | None,
+        done: asyncio.Future[Event] | None,
+    ) -> _Pending:
+        # the Event model's limits, which are the columns' (checked here: the model is built later)
+        if not 1 <= len(type) <= 128:
+            raise ValueError(f"event type must have 1 to 128 characters, not {len(type)}")
+        if len(subject) > 255:
+            raise ValueError(f"event subject must have at most 255 characters, not {len(subject)}")
+        return _Pending(datetime.now(UTC), type, subject, site or self.site, data or {}, done)
 
     async def publish(
         self,
@@ -172,7 +217,7 @@ class EventBus:
     ) -> Event:
         """Store an event and return it with its id once it is durable."""
         done: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(self._make(type, subject, data, site), done))
+        self._queue.put_nowait(self._pending(type, subject, data, site, done))
         self._urgent.set()
         return await done
 
@@ -184,7 +229,7 @@ class EventBus:
         site: str | None = None,
     ) -> None:
         """Queue an event without waiting; for paths that must not block."""
-        self._queue.put_nowait(_Pending(self._make(type, subject, data, site), None))
+        self._queue.put_nowait(self._pending(type, subject, data, site, None))
 
     async def _writer(self) -> None:
         loop = asyncio.get_running_loop()
@@ -216,15 +261,16 @@ class EventBus:
                 await self._urgent.wait()
 
     async def _store(self, batch: list[_Pending]) -> None:
-        rows = [
-            {"time": e.time, "type": e.type, "subject": e.subject, "site": e.site, "data": e.data}
-            for e in (p.event for p in batch)
-        ]
-        # Core, not the ORM: no identity map or per-row unit of work for rows we never load.
-        table = cast(Table, EventRow.__table__)
-        stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        ids = self._store_inline(rows)
+        ids = self._store_inline(batch)
         if ids is None:
+            rows = [
+                {"time": p.time, "type": p.type, "subject": p.subject, "site": p.site,
+                 "data": p.data}
+                for p in batch
+            ]  # fmt: skip
+            # Core, not the ORM: no identity map or per-row unit of work for rows never loaded.
+            table = cast(Table, EventRow.__table__)
+            stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
             async with self.db.session() as s:
                 ids = [r[0] for r in await s.execute(stmt, rows)]
                 if self.db.dialect == "postgresql":
@@ -233,14 +279,18 @@ class EventBus:
                         await s.execute(
                             text("SELECT pg_notify(:ch, :p)"), {"ch": NOTIFY_CHANNEL, "p": payload}
                         )
+        subs = self._subs
         for p, ev_id in zip(batch, ids, strict=True):
-            p.event.id = ev_id
             self.published += 1
-            self._fan_out(p.event)
+            ev = None
+            for sub in subs:
+                if sub.wants(p):
+                    ev = ev or p.event(ev_id)
+                    sub.put(ev)
             if p.done is not None and not p.done.done():
-                p.done.set_result(p.event)
+                p.done.set_result(ev or p.event(ev_id))
 
-    def _store_inline(self, rows: list[dict[str, Any]]) -> list[int] | None:
+    def _store_inline(self, batch: list[_Pending]) -> list[int] | None:
         """Write on the loop's thread (SQLite file); ``None`` when another writer holds the
         lock, and then the caller takes the asynchronous path, which may wait for it.
 
@@ -259,10 +309,7 @@ class EventBus:
                 cols.data.type.dialect_impl(dialect).bind_processor(dialect) or _same,
             )
         time_of, data_of = self._inline_binds
-        params = [
-            (time_of(r["time"]), r["type"], r["subject"], r["site"], data_of(r["data"]))
-            for r in rows
-        ]
+        params = [(time_of(p.time), p.type, p.subject, p.site, data_of(p.data)) for p in batch]
         try:
             with engine.begin() as conn:
                 cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -275,7 +322,7 @@ class EventBus:
             if "database is locked" in str(exc):
                 return None
             raise
-        return list(range(last - len(rows) + 1, last + 1))
+        return list(range(last - len(batch) + 1, last + 1))
 
     def _fan_out(self, ev: Event) -> None:
         for sub in self._subs:
