@@ -30,7 +30,7 @@ from typing import Any, Protocol, cast
 from pydantic import BaseModel, Field
 from sqlalchemy import Select, Table, delete, insert, or_, select, text
 from sqlalchemy.engine import CursorResult, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from roost.db import Database
 from roost.db.models import EventRow
@@ -164,6 +164,7 @@ class EventBus:
     _remote: asyncio.Queue[list[int]] = field(default_factory=asyncio.Queue)
     _urgent: asyncio.Event = field(default_factory=asyncio.Event)  # a publish() is queued
     _inline_binds: tuple[Callable[[Any], Any], Callable[[Any], Any]] | None = None
+    _inline_conn: PoolProxiedConnection | None = None
     published: int = 0
 
     async def start(self) -> None:
@@ -180,6 +181,9 @@ class EventBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self._inline_conn is not None:
+            self._inline_conn.close()  # back to the engine's pool, which the database disposes
+            self._inline_conn = None
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close()
@@ -302,26 +306,34 @@ class EventBus:
         engine = self.db.inline
         if engine is None:
             return None
-        if self._inline_binds is None:
+        conn = self._inline_conn
+        if conn is None:
+            # held for the bus's life: a checkout and a transaction object per batch cost
+            # more than the batch's own SQL (the pool is static, one connection)
+            conn = self._inline_conn = engine.raw_connection()
             cols, dialect = EventRow.__table__.c, engine.dialect
             self._inline_binds = (  # the dialect's own storage format, as the ORM writes it
                 cols.time.type.dialect_impl(dialect).bind_processor(dialect) or _same,
                 cols.data.type.dialect_impl(dialect).bind_processor(dialect) or _same,
             )
+        assert self._inline_binds is not None
         time_of, data_of = self._inline_binds
         params = [(time_of(p.time), p.type, p.subject, p.site, data_of(p.data)) for p in batch]
+        cur = conn.cursor()
         try:
-            with engine.begin() as conn:
-                cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-                try:
-                    cur.executemany(_INLINE_INSERT, params)
-                    last = cur.execute("SELECT last_insert_rowid()").fetchone()[0]
-                finally:
-                    cur.close()
-        except (OperationalError, sqlite3.OperationalError) as exc:
+            cur.executemany(_INLINE_INSERT, params)  # sqlite3 opens the transaction itself
+            last = cur.execute("SELECT last_insert_rowid()").fetchone()[0]
+            conn.commit()
+        except sqlite3.OperationalError as exc:
+            conn.rollback()
             if "database is locked" in str(exc):
                 return None
             raise
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            cur.close()
         return list(range(last - len(batch) + 1, last + 1))
 
     def _fan_out(self, ev: Event) -> None:
