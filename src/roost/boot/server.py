@@ -32,7 +32,7 @@ from roost.boot.http11 import Request, Response
 from roost.boot.names import arch_from_ipxe, check_arch, check_file_name, normalize_mac
 from roost.boot.render import RenderError, TemplateKind
 from roost.boot.static import file_response
-from roost.boot.store import BootStore
+from roost.boot.store import BootFile, BootStore
 from roost.errors import Forbidden, Invalid, NotFound
 from roost.events import EventBus
 
@@ -148,15 +148,7 @@ class BootHTTP:
         found = await self.store.lookup(name)
         if found is None or found.node is not None:  # private files only via /private/
             return _text(404, f"no boot file {name!r}")
-        return file_response(
-            request,
-            self.store.blob_path(found.sha256),
-            found.size,
-            found.sha256,
-            found.content_type,
-            found.created_at,
-            [("cache-control", "no-cache")],
-        )
+        return self._stored(request, found, "no-cache")
 
     def _node(self, request: Request, mac_text: str) -> str:
         mac = normalize_mac(mac_text)
@@ -192,11 +184,7 @@ class BootHTTP:
             return _text(403, f"{kind} is node-private: this node's token is missing or wrong")
         return await self._render(request, kind, mac, None)
 
-    async def _private_file(self, request: Request, mac: str, name: str) -> Response:
-        check_file_name(name)
-        found = await self.store.lookup(name)
-        if found is None or found.node != mac:
-            return _text(404, f"no private boot file {name!r} for {mac}")
+    def _stored(self, request: Request, found: BootFile, cache: str) -> Response:
         return file_response(
             request,
             self.store.blob_path(found.sha256),
@@ -204,8 +192,15 @@ class BootHTTP:
             found.sha256,
             found.content_type,
             found.created_at,
-            [("cache-control", "no-store")],
+            [("cache-control", cache)],
         )
+
+    async def _private_file(self, request: Request, mac: str, name: str) -> Response:
+        check_file_name(name)
+        found = await self.store.lookup(name)
+        if found is None or found.node != mac:
+            return _text(404, f"no private boot file {name!r} for {mac}")
+        return self._stored(request, found, "no-store")
 
     async def _render(
         self, request: Request, kind: TemplateKind, mac: str, arch: str | None

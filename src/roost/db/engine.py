@@ -73,11 +73,7 @@ class Database:
         if self.dialect == "sqlite":
             event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
             if url.database and url.database != ":memory:":
-                self.inline = create_engine(
-                    url.set(drivername="sqlite"),
-                    poolclass=StaticPool,
-                    connect_args={"timeout": 0},
-                )
+                self.inline = create_engine(url.set(drivername="sqlite"), poolclass=StaticPool)
                 event.listen(self.inline, "connect", _sqlite_pragmas_nowait)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
         if migrate:

@@ -43,7 +43,8 @@ class IPMISim:
         return path.read_text().splitlines() if path.exists() else []
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 5 s; for the emulators tests start."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -87,7 +88,7 @@ def ipmi_sim(work: Path, data: Path) -> Iterator[IPMISim]:
             raise RuntimeError("ipmi_sim did not answer ipmitool mc info")
         yield sim
     finally:
-        _stop(proc)
+        stop_process(proc)
         pid = sim.node_pid()
         if pid:
             with contextlib.suppress(ProcessLookupError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from roost.testing.ipmisim import IPMISim
+from roost.testing.ipmisim import IPMISim, stop_process
 from roost.testing.ipmisim import ipmi_sim as run_ipmi_sim
 
 DATA = Path(__file__).resolve().parents[2] / "data"
@@ -27,16 +26,6 @@ def free_port(kind: int) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -98,5 +87,5 @@ def sushy_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulato
             pytest.fail("sushy-emulator did not answer")
         yield Emulator(url, password)
     finally:
-        stop(proc)
+        stop_process(proc)
         log.close()
