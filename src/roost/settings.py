@@ -159,6 +159,10 @@ class TFTPSettings(Section):
     workers: int = Field(default=0, ge=0, le=64)
     """Worker processes that carry transfers (0: all in the server process). A boot storm
     of lockstep clients is bound by per-packet kernel work; workers spread it over cores."""
+    busy_poll: int = Field(default=50, ge=0, le=10_000)
+    """Microseconds a process carrying transfers keeps polling for the next ACK before it
+    sleeps (0: never). Catches fast clients' answers without a wake-up; backs off by itself
+    when clients answer slower than this, so slow firmware costs almost no CPU."""
 
 
 class NodeSettings(Section):

@@ -214,3 +214,86 @@ async def test_many_acks_in_one_wake_up_are_all_answered(root: Path) -> None:
     finally:
         for c in clients:
             c.close()
+
+
+async def test_busy_polling_catches_a_fast_clients_acks_without_waking(
+    root: Path, tmp_path: Path
+) -> None:
+    # atftp answers each DATA at once; lockstep at blksize 512 is one ACK per block. Without
+    # busy polling every ACK is a wake-up of the carrier; with a generous window the carrier
+    # catches them all while it polls, in a handful of wake-ups.
+    need("atftp")
+    (root / "big.bin").write_bytes(os.urandom(512 * 400))
+    wakeups = {}
+    for busy_poll in (0.0, 0.5):
+        async with serving(root, busy_poll=busy_poll) as srv:
+            carrier = srv.server.carrier
+            assert carrier is not None
+            carrier.hold = 60.0  # this test is about the window, not the loop's turn
+            got = tmp_path / f"got-{busy_poll}.bin"
+            rc, out = await run("atftp", "-g", "-r", "big.bin", "-l", str(got),
+                                "127.0.0.1", str(srv.port), cwd=tmp_path)  # fmt: skip
+            assert rc == 0, out
+            assert got.read_bytes() == (root / "big.bin").read_bytes()
+            assert (await srv.record()).outcome == "ok"
+            wakeups[busy_poll] = carrier.wakeups
+    assert wakeups[0.0] >= 400
+    assert wakeups[0.5] <= 5
+
+
+async def test_busy_polling_gives_the_event_loop_its_turn(root: Path, tmp_path: Path) -> None:
+    # A client that always answers within the window would keep the carrier polling for the
+    # whole transfer; the hold hands the loop back so timers, requests and DHCP still run.
+    need("atftp")
+    (root / "big.bin").write_bytes(os.urandom(512 * 2000))
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async with serving(root, busy_poll=0.5) as srv:
+        carrier = srv.server.carrier
+        assert carrier is not None
+        carrier.hold = 0.002
+        rc, out = await run("atftp", "-g", "-r", "big.bin", "-l", str(tmp_path / "got.bin"),
+                            "127.0.0.1", str(srv.port), cwd=tmp_path)  # fmt: skip
+        assert rc == 0, out
+        ticker = asyncio.create_task(other_work())
+        try:
+            begin, wakeups = turns, carrier.wakeups
+            rc, out = await run("atftp", "-g", "-r", "big.bin", "-l", str(tmp_path / "2.bin"),
+                                "127.0.0.1", str(srv.port), cwd=tmp_path)  # fmt: skip
+            assert rc == 0, out
+            during = turns - begin
+        finally:
+            ticker.cancel()
+        assert (await srv.record(2)).outcome == "ok"
+    # Every return to the loop lets the other task run; a carrier that kept polling until the
+    # transfer ended would have returned about once.
+    assert carrier.wakeups - wakeups >= 3
+    assert during >= 3
+
+
+async def test_busy_polling_backs_off_for_slow_clients(root: Path, client: RawClient) -> None:
+    # A client slower than the window (firmware on a real LAN): spins catch nothing, so the
+    # carrier skips spinning on the next wake-ups instead of burning a window after each ACK.
+    async with serving(root, busy_poll=0.001) as srv:
+        carrier = srv.server.carrier
+        assert carrier is not None
+        packet = await client.request(srv.port, "f.bin")
+        got = bytearray()
+        while True:
+            assert isinstance(packet, codec.Data), packet
+            got += packet.data
+            await asyncio.sleep(0.01)
+            await client.ack(packet.block)
+            if len(packet.data) < 512:
+                break
+            packet, _ = await client.recv()
+        assert bytes(got) == (root / "f.bin").read_bytes()
+        assert (await srv.record()).outcome == "ok"
+        # Spins on wake-ups 1, 3, 7 (each a miss, each skipping more), not on every one.
+        assert 2 <= carrier.spin.misses < carrier.wakeups / 2

@@ -97,6 +97,7 @@ class TFTPServer:
         on_transfer: Callable[[TransferRecord], None] | None = None,
         mac_lookup: Callable[[str], str | None] = arp_mac,
         workers: int = 0,
+        busy_poll: float = 0.0,
     ) -> None:
         self.resolver = resolver
         self.host, self.port = host, port
@@ -112,8 +113,16 @@ class TFTPServer:
         self._by_key: dict[int, _Active] = {}
         self._next_key = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._pool = WorkerPool(workers, self.limits, self._worker_result) if workers else None
+        self.busy_poll = busy_poll
+        self._pool = (
+            WorkerPool(workers, self.limits, self._worker_result, busy_poll) if workers else None
+        )
         self._carrier: Carrier | None = None
+
+    @property
+    def carrier(self) -> Carrier | None:
+        """What carries the transfers of this process, between start and stop."""
+        return self._carrier
 
     @property
     def active(self) -> int:
@@ -142,7 +151,7 @@ class TFTPServer:
                 sock.close()
                 raise
         self._sock = sock
-        self._carrier = Carrier()
+        self._carrier = Carrier(self.busy_poll)
         self.port = sock.getsockname()[1]
         loop.add_reader(sock.fileno(), self._on_request)
 

@@ -8,7 +8,7 @@ file itself and hands both descriptors to the least busy worker over a Unix sock
 ``memfd`` first, so a worker only ever sees descriptors. The worker runs the same
 :class:`Transfer` and answers with the result; the server turns it into the transfer's event.
 A worker that dies takes its transfers with it (outcome ``error``); the server then carries new
-transfers itself. Run as ``python -m roost.tftp.worker FD LIMITS_JSON``.
+transfers itself. Run as ``python -m roost.tftp.worker FD LIMITS_JSON BUSY_POLL_SECONDS``.
 """
 
 from __future__ import annotations
@@ -69,10 +69,15 @@ class WorkerPool:
     """The server side: spawns ``count`` workers and hands transfers to them."""
 
     def __init__(
-        self, count: int, limits: Limits, on_result: Callable[[int, TransferResult], None]
+        self,
+        count: int,
+        limits: Limits,
+        on_result: Callable[[int, TransferResult], None],
+        busy_poll: float = 0.0,
     ) -> None:
         self.count = count
         self.limits = limits
+        self.busy_poll = busy_poll
         self.on_result = on_result
         self._workers: list[_Worker] = []
         self.handed_off = 0
@@ -89,7 +94,8 @@ class WorkerPool:
             try:
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "roost.tftp.worker", str(theirs.fileno()),
-                    json.dumps(asdict(self.limits)), pass_fds=(theirs.fileno(),),
+                    json.dumps(asdict(self.limits)), str(self.busy_poll),
+                    pass_fds=(theirs.fileno(),),
                 )  # fmt: skip
             finally:
                 theirs.close()
@@ -176,10 +182,10 @@ class WorkerPool:
         self._workers.clear()
 
 
-async def _serve(ctl: socket.socket, limits: Limits) -> None:
+async def _serve(ctl: socket.socket, limits: Limits, busy_poll: float) -> None:
     loop = asyncio.get_running_loop()
     closed = asyncio.Event()
-    carrier = Carrier()
+    carrier = Carrier(busy_poll)
 
     def report(key: int, result: TransferResult) -> None:
         with contextlib.suppress(OSError):
@@ -217,12 +223,13 @@ def main(argv: list[str]) -> int:
     ctl = socket.socket(fileno=int(argv[1]))
     ctl.settimeout(_SEND_TIMEOUT)
     limits = Limits(**json.loads(argv[2]))
+    busy_poll = float(argv[3])
     try:
         import uvloop
 
-        uvloop.run(_serve(ctl, limits))
+        uvloop.run(_serve(ctl, limits, busy_poll))
     except ImportError:
-        asyncio.run(_serve(ctl, limits))
+        asyncio.run(_serve(ctl, limits, busy_poll))
     return 0
 
 
