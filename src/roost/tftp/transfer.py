@@ -12,8 +12,10 @@ served from one shared in-memory snapshot (:class:`Snapshots`), so many transfer
 boot file cut their blocks from one copy that stays in the CPU cache. Timers are re-armed
 lazily: deadlines only move later, so when one fires early it is simply set again to the
 session's current deadline instead of being cancelled and recreated on every ACK. A window of
-DATA packets goes out with UDP GSO, one ``send`` for up to 44 packets of 1472 bytes. The same
-classes run in the server process and in worker processes (:mod:`roost.tftp.worker`).
+DATA packets goes out with UDP GSO: its first packet alone, then one ``send`` for up to 44
+packets of 1472 bytes. With ``busy_poll`` the carrier polls for the next ACK a little before it
+sleeps (:class:`BusyPoll`). The same classes run in the server process and in worker processes
+(:mod:`roost.tftp.worker`).
 """
 
 from __future__ import annotations
@@ -151,8 +153,9 @@ class Carrier:
             return
         # Keep polling for the next ACK instead of sleeping: a fast client's answer is caught
         # without the wake-up of a sleeping thread (and, in a VM, of an idle vCPU), which is
-        # most of a lockstep round trip. Bounded twice: one window without an ACK ends it, and
-        # after ``hold`` seconds the event loop gets its turn (timers, new requests, DHCP).
+        # most of a lockstep round trip. Bounded: a window without an ACK ends it, any other
+        # runnable task gets the CPU between polls, and after ``hold`` seconds the event loop
+        # gets its turn (timers, new requests, DHCP in the same process).
         hold_until = now + self.hold
         caught = False
         while True:
@@ -276,7 +279,11 @@ class Transfer:
         send = self._send
         if self.gso:
             step = self.gso
-            for i in range(0, len(out), step):
+            # The first packet alone, then the rest in one send: the client wakes and starts on
+            # it while the kernel segments and delivers the others (5 % more at windowsize 16
+            # here than one send for all).
+            send(out[0])
+            for i in range(1, len(out), step):
                 try:
                     send(b"".join(out[i : i + step]))
                 except OSError as exc:
