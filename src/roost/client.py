@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,9 @@ import httpx
 
 from roost.server import read_client_file
 from roost.settings import DEFAULT_DATA_DIR
+
+_RECONNECT_FIRST = 0.5  # seconds before an event stream that dropped is reopened
+_RECONNECT_MAX = 5.0
 
 
 class ClientError(Exception):
@@ -84,10 +88,15 @@ class Client:
     def delete(self, path: str, **kw: Any) -> Any:
         return self.request("DELETE", path, **kw)
 
-    def sse(self, path: str, params: Any = None) -> Iterator[dict[str, Any]]:
-        """Follow a Server-Sent Events stream, reconnecting with Last-Event-ID on a drop."""
+    def sse(
+        self, path: str, params: Any = None, stop: threading.Event | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Follow a Server-Sent Events stream, reconnecting with Last-Event-ID on a drop (after
+        0.5 s, doubling to 5 s while the server stays away) until ``stop`` is set."""
         last_id: str | None = None
-        while True:
+        stop = stop or threading.Event()
+        pause = _RECONNECT_FIRST
+        while not stop.is_set():
             headers = {"Last-Event-ID": last_id} if last_id else {}
             try:
                 with self._http.stream(
@@ -100,6 +109,7 @@ class Client:
                     if resp.status_code >= 400:
                         resp.read()
                         raise ClientError(_problem(resp))
+                    pause = _RECONNECT_FIRST
                     data: list[str] = []
                     for line in resp.iter_lines():
                         if line.startswith("id:"):
@@ -113,3 +123,5 @@ class Client:
             except httpx.TransportError as exc:
                 if last_id is None:
                     raise ClientError(f"cannot reach {self._http.base_url}: {exc}") from None
+                stop.wait(pause)
+                pause = min(pause * 2, _RECONNECT_MAX)

@@ -117,6 +117,7 @@ class Demo:
         self.relay = Relay(self.lab.topo.server_ns, ("127.0.0.1", API_PORT_IN_LAB))
         self._relay_loop: Any = None
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._stopping = threading.Event()
         self.url = ""
 
     # -- set-up ------------------------------------------------------------------------------
@@ -243,7 +244,7 @@ class Demo:
         def pump() -> None:
             try:
                 params = {"type": ["dhcp.lease.", "boot.", "node.enrolled"], "since": since}
-                for ev in api.sse("/events", params=params):
+                for ev in api.sse("/events", params=params, stop=self._stopping):
                     self.events.put(ev)
             except Exception:  # the server went away: the demo is ending
                 pass
@@ -266,6 +267,7 @@ class Demo:
         return board
 
     def stop(self) -> list[str]:
+        self._stopping.set()  # the event follower ends instead of reconnecting
         if self._relay_loop is not None:
             self._relay_loop.call_soon_threadsafe(self._relay_loop.stop)
         return self.lab.down()
