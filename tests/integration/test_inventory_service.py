@@ -6,13 +6,16 @@ import asyncio
 import os
 import stat
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from roost.events import EventFilter
+from roost.inventory import store
 from roost.inventory.service import InventoryService, make
 from roost.service import Runtime
+from roost.settings import load_settings
 
 
 @pytest.fixture
@@ -27,7 +30,7 @@ async def service(runtime: Runtime) -> AsyncIterator[InventoryService]:
 
 
 async def _settled(svc: InventoryService, handled: int) -> None:
-    for _ in range(500):
+    for _ in range(3000):
         if svc.handled + svc.failed >= handled:
             return
         await asyncio.sleep(0.01)
@@ -105,3 +108,29 @@ async def test_node_brief_for_the_boot_renderer(runtime: Runtime, api: httpx.Asy
     )
     assert await node_brief(runtime.db, "52:54:00:aa:00:99") is None
     assert await node_brief(runtime.db, "garbage") is None
+
+
+async def test_a_flood_beyond_the_live_queue_loses_no_node(tmp_path: Path, db_url: str) -> None:
+    # The inventory's live queue holds 10 events; 300 leases arrive at once. It is cut off as
+    # too slow, and must catch up from the stored history instead of skipping what it missed.
+    settings = load_settings(
+        None,
+        {"data_dir": tmp_path / "data", "database.url": db_url, "events.subscriber_queue": 10},
+    )
+    runtime = Runtime.create(settings)
+    await runtime.start(load_services=False)
+    svc = make(runtime)
+    assert isinstance(svc, InventoryService)
+    await svc.start()
+    try:
+        macs = [f"52:54:00:bb:{i >> 8:02x}:{i & 0xFF:02x}" for i in range(300)]
+        for mac in macs:
+            runtime.bus.emit("dhcp.lease.bound", mac, {"mac": mac, "ip": "10.1.0.1"})
+        await _settled(svc, 300)
+        async with runtime.db.session() as s:
+            stored = {n.mac for n in await store.list_nodes(s)}
+        assert stored == set(macs)
+        assert (svc.handled, svc.failed) == (300, 0)
+    finally:
+        await svc.stop()
+        await runtime.stop()

@@ -137,16 +137,34 @@ class InventoryService:
                     await self.tags.load()
 
     async def _follow(self) -> None:
+        flt = EventFilter(types=WATCHED)
+        bus = self.runtime.bus
+        last: int | None = None  # id of the newest event handled
+        behind = False
         while True:
             # subscribe() registers at once, so nothing published after start() is missed.
-            with self.runtime.bus.subscribe(EventFilter(types=WATCHED)) as sub:
+            with bus.subscribe(flt) as sub:
                 self._ready.set()
+                replayed = 0
                 try:
+                    if behind and last is not None:
+                        # The live queue overflowed and dropped events; they are stored, so
+                        # handle them from the history, then skip their live copies.
+                        while page := await bus.history(flt, after_id=last):
+                            for stored in page:
+                                assert stored.id is not None  # stored events have ids
+                                await self._handle(stored)
+                                last = replayed = stored.id
+                        behind = False
                     while (ev := await sub.get()) is not None:
+                        if ev.id is not None and ev.id <= replayed:
+                            continue
                         await self._handle(ev)
+                        last = ev.id or last
                     return
                 except SubscriberTooSlow:
-                    log.warning("inventory fell behind the event stream; following again")
+                    log.warning("inventory fell behind the event stream; catching up from history")
+                    behind = True
 
     async def _purge(self) -> None:
         """Hourly: drop enrollment tokens that expired more than a day ago (the boot renderer
