@@ -114,6 +114,17 @@ class Subscription:
         with contextlib.suppress(asyncio.QueueFull):
             self.queue.put_nowait(None)
 
+    def ready(self, limit: int) -> list[Event]:
+        """Up to ``limit`` events already queued, without waiting (none past the end)."""
+        out: list[Event] = []
+        while len(out) < limit and not self.queue.empty():
+            ev = self.queue.get_nowait()
+            if ev is None:
+                self.queue.put_nowait(None)  # the end: the next get() returns it
+                break
+            out.append(ev)
+        return out
+
     async def get(self) -> Event | None:
         """The next event, or ``None`` when the bus shuts down."""
         if self.overflowed and self.queue.empty():

@@ -134,3 +134,18 @@ async def test_a_flood_beyond_the_live_queue_loses_no_node(tmp_path: Path, db_ur
     finally:
         await svc.stop()
         await runtime.stop()
+
+
+async def test_one_bad_event_in_a_batch_costs_only_itself(
+    runtime: Runtime, service: InventoryService, api: httpx.AsyncClient
+) -> None:
+    # Emitted together, the three arrive in one batch; the middle one names a site that is not
+    # a valid name, which fails its transaction. The other two still become nodes.
+    bus = runtime.bus
+    bus.emit("dhcp.lease.bound", "a", {"mac": "52:54:00:dd:00:01", "ip": "10.3.0.1"})
+    bus.emit("dhcp.lease.bound", "b", {"mac": "52:54:00:dd:00:02"}, site="not a site!")
+    bus.emit("dhcp.lease.bound", "c", {"mac": "52:54:00:dd:00:03", "ip": "10.3.0.3"})
+    await _settled(service, 3)
+    assert (service.handled, service.failed) == (2, 1)
+    macs = {n["mac"] for n in (await api.get("/api/v1/nodes")).json()}
+    assert macs == {"52:54:00:dd:00:01", "52:54:00:dd:00:03"}

@@ -3,8 +3,9 @@
 It follows the event bus live (``dhcp.lease.*``, ``discovery.host.*``, ``boot.*``). An event
 whose ``data.mac`` is unknown creates a ``discovered`` node in the event's site; a known MAC
 refreshes the node's address and last-seen time, and a boot callback's ``facts`` are stored.
-Events are handled one at a time in arrival order; a failure is logged and counted, never
-fatal. At start it also makes sure the CA and the secrets key exist ("created at first start").
+Events are applied in arrival order, as many as are waiting (up to 500) in one transaction; a
+failure is logged and counted, never fatal. At start it also makes sure the CA and the secrets
+key exist ("created at first start").
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import logging
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from roost.db.models import utcnow
 from roost.errors import Invalid
 from roost.events import Event, EventFilter, SubscriberTooSlow
 from roost.inventory import store
+from roost.inventory.models import NodeRow
 from roost.inventory.nodes import publish
 from roost.inventory.tags import TagCache
 from roost.pki import tokens
@@ -31,6 +34,7 @@ from roost.service import Health, Runtime, Service
 log = logging.getLogger(__name__)
 
 WATCHED = ("dhcp.lease.", "discovery.host.", "boot.")
+_BATCH = 500  # events applied in one transaction at most
 NODE_CHANGES = ("node.updated", "node.deleted", "node.state.changed")
 """Changes that may alter a node's tags (kept in :class:`TagCache` for DHCP)."""
 
@@ -42,34 +46,47 @@ def _ip(value: Any) -> str | None:
         return None
 
 
-async def observe(runtime: Runtime, ev: Event) -> store.StateChange | None:
-    """Apply one event to the inventory; return the creation it caused, if any."""
+async def observe(runtime: Runtime, events: list[Event]) -> list[store.StateChange]:
+    """Apply events to the inventory in one transaction, in order; return the creations."""
+    changes = []
+    async with runtime.db.session() as s:
+        known = await store.nodes_by_macs(s, (str(ev.data["mac"]) for ev in events))
+        for ev in events:
+            change = await _apply(s, runtime, ev, known)
+            if change is not None:
+                changes.append(change)
+    return changes
+
+
+async def _apply(
+    s: AsyncSession, runtime: Runtime, ev: Event, known: dict[str, NodeRow]
+) -> store.StateChange | None:
     mac = store.normalize_mac(str(ev.data["mac"]))
     ip = _ip(ev.data.get("ip"))
     facts = ev.data.get("facts")
     vendor = ev.data.get("vendor")
-    async with runtime.db.session() as s:
-        node = await store.node_by_mac(s, mac)
-        change = None
-        if node is None:
-            node, change = await store.create_node(
-                s,
-                mac=mac,
-                site=ev.site or runtime.settings.site,
-                ip=ip,
-                seen=ev.time,
-                reason=f"seen in {ev.type}",
-                vendor=vendor[:128] if isinstance(vendor, str) else None,
-            )
-        else:
-            node.last_seen = max(node.last_seen or ev.time, ev.time)
-            node.ip = ip or node.ip
-        if ip and node.interfaces:
-            iface = next((i for i in node.interfaces if i.mac == mac), None)
-            if iface is not None and ip not in iface.addresses:
-                iface.addresses = [*iface.addresses, ip]
-        if ev.type == "boot.callback" and isinstance(facts, dict):
-            node.facts = {**(node.facts or {}), **facts}
+    node = known.get(mac)
+    change = None
+    if node is None:
+        node, change = await store.create_node(
+            s,
+            mac=mac,
+            site=ev.site or runtime.settings.site,
+            ip=ip,
+            seen=ev.time,
+            reason=f"seen in {ev.type}",
+            vendor=vendor[:128] if isinstance(vendor, str) else None,
+        )
+        known[mac] = node
+    else:
+        node.last_seen = max(node.last_seen or ev.time, ev.time)
+        node.ip = ip or node.ip
+    if ip and node.interfaces:
+        iface = next((i for i in node.interfaces if i.mac == mac), None)
+        if iface is not None and ip not in iface.addresses:
+            iface.addresses = [*iface.addresses, ip]
+    if ev.type == "boot.callback" and isinstance(facts, dict):
+        node.facts = {**(node.facts or {}), **facts}
     return change
 
 
@@ -150,17 +167,15 @@ class InventoryService:
                     if behind and last is not None:
                         # The live queue overflowed and dropped events; they are stored, so
                         # handle them from the history, then skip their live copies.
-                        while page := await bus.history(flt, after_id=last):
-                            for stored in page:
-                                assert stored.id is not None  # stored events have ids
-                                await self._handle(stored)
-                                last = replayed = stored.id
+                        while page := await bus.history(flt, after_id=last, limit=_BATCH):
+                            await self._handle(page)
+                            last = replayed = page[-1].id or last
                         behind = False
                     while (ev := await sub.get()) is not None:
-                        if ev.id is not None and ev.id <= replayed:
-                            continue
-                        await self._handle(ev)
-                        last = ev.id or last
+                        batch = [e for e in [ev, *sub.ready(_BATCH - 1)] if (e.id or 0) > replayed]
+                        if batch:
+                            await self._handle(batch)
+                            last = batch[-1].id or last
                     return
                 except SubscriberTooSlow:
                     log.warning("inventory fell behind the event stream; catching up from history")
@@ -179,25 +194,39 @@ class InventoryService:
                 log.exception("purging enrollment tokens failed")
             await asyncio.sleep(3600)
 
-    async def _handle(self, ev: Event) -> None:
-        if not isinstance(ev.data.get("mac"), str):
+    async def _handle(self, events: list[Event]) -> None:
+        """Apply ``events`` in one transaction; when that fails, one at a time, so one bad
+        event costs only itself."""
+        valid = []
+        for ev in events:
+            mac = ev.data.get("mac")
+            if not isinstance(mac, str):
+                continue
+            try:
+                store.normalize_mac(mac)
+            except Invalid as exc:
+                self.failed += 1
+                log.warning("inventory dropped event %s (%s): %s", ev.id, ev.type, exc)
+                continue
+            valid.append(ev)
+        if not valid:
             return
         try:
             try:
-                change = await observe(self.runtime, ev)
+                changes = await observe(self.runtime, valid)
             except IntegrityError:
-                # Another replica or an enrollment created the node at the same moment.
-                change = await observe(self.runtime, ev)
-            await publish(self.runtime, [change])
-        except Invalid as exc:
-            self.failed += 1
-            log.warning("inventory dropped event %s (%s): %s", ev.id, ev.type, exc)
-            return
+                # Another replica or an enrollment created a node at the same moment.
+                changes = await observe(self.runtime, valid)
+            await publish(self.runtime, changes)
         except Exception:
+            if len(valid) > 1:
+                for ev in valid:
+                    await self._handle([ev])
+                return
             self.failed += 1
-            log.exception("inventory could not handle event %s (%s)", ev.id, ev.type)
+            log.exception("inventory could not handle event %s (%s)", valid[0].id, valid[0].type)
             return
-        self.handled += 1
+        self.handled += len(valid)
 
 
 def make(runtime: Runtime) -> Service | None:

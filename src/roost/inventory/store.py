@@ -92,6 +92,18 @@ async def node_by_mac(s: AsyncSession, mac: str) -> NodeRow | None:
     return (await s.execute(q)).scalar_one_or_none()
 
 
+async def nodes_by_macs(s: AsyncSession, macs: Iterable[str]) -> dict[str, NodeRow]:
+    """The nodes that own any of ``macs``, by each of those MACs (normalized); one query."""
+    wanted = {normalize_mac(m) for m in macs}
+    q = select(NodeRow).join(InterfaceRow).where(InterfaceRow.mac.in_(wanted))
+    return {
+        iface.mac: node
+        for node in (await s.execute(q)).scalars().unique()
+        for iface in node.interfaces
+        if iface.mac in wanted
+    }
+
+
 async def find_node(s: AsyncSession, ref: str | int, sites: Sequence[str] | None = None) -> NodeRow:
     """A node by id, MAC or hostname, tried in that order (a hostname may look like either);
     ``sites`` limits what the caller may see (404 otherwise)."""
