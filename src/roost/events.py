@@ -434,27 +434,41 @@ class EventBus:
         replay: bool = True,
     ) -> AsyncIterator[Event]:
         """Replay (when asked) and then follow live events; ends when the bus stops."""
+        async for batch in self.batches(flt, after_id, since, replay):
+            for ev in batch:
+                yield ev
+
+    async def batches(
+        self,
+        flt: EventFilter,
+        after_id: int | None = None,
+        since: datetime | None = None,
+        replay: bool = True,
+        limit: int = 1000,
+        subscribed: Callable[[], None] | None = None,
+    ) -> AsyncIterator[list[Event]]:
+        """:meth:`stream` in lists of up to ``limit``: stored pages first, then as many live
+        events as are waiting. ``subscribed`` is called once the live subscription is in
+        place, before anything is read; nothing published after it is missed."""
         with self.subscribe(flt) as sub:
-            replayed: deque[int] = deque(maxlen=self.settings.subscriber_queue + 1)
+            if subscribed is not None:
+                subscribed()
+            replayed: deque[int | None] = deque(maxlen=self.settings.subscriber_queue + 1)
             if replay and (after_id is not None or since is not None):
                 cursor = after_id
                 while True:
-                    page = await self.history(flt, after_id=cursor, since=since)
-                    for ev in page:
-                        assert ev.id is not None
-                        replayed.append(ev.id)
-                        cursor = ev.id
-                        yield ev
-                    if len(page) < 1000:
+                    page = await self.history(flt, after_id=cursor, since=since, limit=limit)
+                    if page:
+                        replayed.extend(ev.id for ev in page)
+                        cursor = page[-1].id
+                        yield page
+                    if len(page) < limit:
                         break
             seen = set(replayed)
-            while True:
-                live = await sub.get()
-                if live is None:
-                    return
-                if live.id in seen:
-                    continue
-                yield live
+            while (live := await sub.get()) is not None:
+                batch = [ev for ev in [live, *sub.ready(limit - 1)] if ev.id not in seen]
+                if batch:
+                    yield batch
 
     # -- retention -------------------------------------------------------------------------
 

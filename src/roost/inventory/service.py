@@ -155,31 +155,19 @@ class InventoryService:
 
     async def _follow(self) -> None:
         flt = EventFilter(types=WATCHED)
-        bus = self.runtime.bus
         last: int | None = None  # id of the newest event handled
-        behind = False
         while True:
-            # subscribe() registers at once, so nothing published after start() is missed.
-            with bus.subscribe(flt) as sub:
-                self._ready.set()
-                replayed = 0
-                try:
-                    if behind and last is not None:
-                        # The live queue overflowed and dropped events; they are stored, so
-                        # handle them from the history, then skip their live copies.
-                        while page := await bus.history(flt, after_id=last, limit=_BATCH):
-                            await self._handle(page)
-                            last = replayed = page[-1].id or last
-                        behind = False
-                    while (ev := await sub.get()) is not None:
-                        batch = [e for e in [ev, *sub.ready(_BATCH - 1)] if (e.id or 0) > replayed]
-                        if batch:
-                            await self._handle(batch)
-                            last = batch[-1].id or last
-                    return
-                except SubscriberTooSlow:
-                    log.warning("inventory fell behind the event stream; catching up from history")
-                    behind = True
+            try:
+                # At first from now on. After the live queue overflowed and dropped events,
+                # from the last one handled: the rest are stored, and the bus replays them.
+                async for batch in self.runtime.bus.batches(
+                    flt, after_id=last, limit=_BATCH, subscribed=self._ready.set
+                ):
+                    await self._handle(batch)
+                    last = batch[-1].id or last
+                return
+            except SubscriberTooSlow:
+                log.warning("inventory fell behind the event stream; catching up from history")
 
     async def _purge(self) -> None:
         """Hourly: drop enrollment tokens that expired more than a day ago (the boot renderer
