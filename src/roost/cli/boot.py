@@ -19,7 +19,16 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from roost.cli.common import JSONOption, State, client, console, err_console, output, print_json
+from roost.cli.common import (
+    JSONOption,
+    State,
+    act,
+    client,
+    console,
+    err_console,
+    output,
+    print_json,
+)
 from roost.client import ClientError, locate
 
 app = typer.Typer(
@@ -164,12 +173,7 @@ def file_ls(ctx: typer.Context, as_json: bool = JSONOption) -> None:
 @file_app.command("rm")
 def file_rm(ctx: typer.Context, name: str, as_json: bool = JSONOption) -> None:
     """Remove a boot file (its bytes go when no other name shares them)."""
-    with client(ctx) as c:
-        gone = c.delete(f"/boot/files/{name}")
-    if as_json:
-        print_json(gone)
-    else:
-        console.print(f"removed {gone['name']}")
+    act(ctx, "DELETE", f"/boot/files/{name}", as_json, lambda gone: f"removed {gone['name']}")
 
 
 # -- profiles ------------------------------------------------------------------------------------
@@ -208,12 +212,15 @@ def profile_add(
         "templates": _templates(template),
     }
     headers = {} if replace else {"If-None-Match": "*"}
-    with client(ctx) as c:
-        saved = c.request("PUT", f"/boot/profiles/{name}", json=body, headers=headers)
-    if as_json:
-        print_json(saved)
-    else:
-        console.print(f"profile {saved['name']} saved")
+    act(
+        ctx,
+        "PUT",
+        f"/boot/profiles/{name}",
+        as_json,
+        lambda saved: f"profile {saved['name']} saved",
+        json=body,
+        headers=headers,
+    )
 
 
 def _profile_row(p: dict[str, Any]) -> dict[str, Any]:
@@ -267,12 +274,14 @@ def rule_add(
 ) -> None:
     """Choose PROFILE for nodes matching every given condition (none: every node)."""
     body = {"profile": profile, "arch": arch, "mac": mac, "tag": tag, "node": node}
-    with client(ctx) as c:
-        rule = c.post("/boot/rules", json={**body, "priority": priority})
-    if as_json:
-        print_json(rule)
-    else:
-        console.print(f"rule {rule['id']} added")
+    act(
+        ctx,
+        "POST",
+        "/boot/rules",
+        as_json,
+        lambda rule: f"rule {rule['id']} added",
+        json={**body, "priority": priority},
+    )
 
 
 @rule_app.command("list")

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from roost.cli.common import JSONOption, client, console, output, print_json
+from roost.cli.common import JSONOption, act, client, console, output
 
 app = typer.Typer(help="DHCP server: subnets, reservations, leases.", no_args_is_help=True)
 subnet_app = typer.Typer(help="Subnets the DHCP server serves.", no_args_is_help=True)
@@ -63,12 +63,14 @@ def subnet_add(
         "interface": interface,
         "server_address": server_address,
     }
-    with client(ctx) as c:
-        created = c.post("/dhcp/subnets", json=body)
-    if as_json:
-        print_json(created)
-    else:
-        console.print(f"subnet {created['name']} ({created['cidr']}) added")
+    act(
+        ctx,
+        "POST",
+        "/dhcp/subnets",
+        as_json,
+        lambda created: f"subnet {created['name']} ({created['cidr']}) added",
+        json=body,
+    )
 
 
 def _subnet_row(s: dict[str, Any]) -> dict[str, Any]:
@@ -113,12 +115,14 @@ def reservation_add(
         "hostname": hostname,
         "boot": {"boot_file": boot_file, "ipxe_script": ipxe_script},
     }
-    with client(ctx) as c:
-        saved = c.request("PUT", f"/dhcp/reservations/{mac}", json=body)
-    if as_json:
-        print_json(saved)
-    else:
-        console.print(f"{saved['mac']} reserved {saved['ip']}")
+    act(
+        ctx,
+        "PUT",
+        f"/dhcp/reservations/{mac}",
+        as_json,
+        lambda saved: f"{saved['mac']} reserved {saved['ip']}",
+        json=body,
+    )
 
 
 @reservation_app.command("list")

@@ -245,12 +245,15 @@ def import_(
     data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
     kind = format or ("csv" if file.suffix.lower() == ".csv" else "json")
     ctype = "text/csv" if kind == "csv" else "application/json"
-    with client(ctx) as c:
-        result = c.post("/nodes/import", content=data, headers={"content-type": ctype})
-    if as_json:
-        print_json(result)
-    else:
-        console.print(f"{result['created']} nodes created, {result['updated']} updated")
+    act(
+        ctx,
+        "POST",
+        "/nodes/import",
+        as_json,
+        lambda result: f"{result['created']} nodes created, {result['updated']} updated",
+        content=data,
+        headers={"content-type": ctype},
+    )
 
 
 @app.command("export")
