@@ -327,7 +327,7 @@ def main() -> int:
     print(f"    {int(figures['roost_concurrent_failures'])} Roost failures; target 0)")
     print(
         f"  server CPU per datagram      {figures['concurrent_server_cpu_vs_atftpd']:5.2f}x"
-        " atftpd's (the storm without its clients' CPU; no target)"
+        " (atftpd's / Roost's: the storm's server side alone; no target)"
     )
     print(json.dumps({k: round(v, 3) for k, v in figures.items()}))
     return 0
