@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from roost.events import EventFilter
 from roost.inventory import store
+from roost.inventory.models import NodeRow
 from roost.inventory.service import InventoryService, make
 from roost.service import Runtime
 from roost.settings import load_settings
@@ -149,3 +151,32 @@ async def test_one_bad_event_in_a_batch_costs_only_itself(
     assert (service.handled, service.failed) == (2, 1)
     macs = {n["mac"] for n in (await api.get("/api/v1/nodes")).json()}
     assert macs == {"52:54:00:dd:00:01", "52:54:00:dd:00:03"}
+
+
+async def test_a_node_created_after_the_batch_lookup_is_updated_not_duplicated(
+    runtime: Runtime,
+    service: InventoryService,
+    api: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The batch looks its MACs up once and then inserts the unknown ones without asking again;
+    # a node that appeared in between (an enrollment, another replica) must make the insert
+    # fail on the unique MAC and the batch run again, finding the node.
+    async with runtime.db.session() as s:
+        await store.create_node(s, mac="52:54:00:ee:00:01", site="lab", reason="enrolled")
+    real = store.nodes_by_macs
+    stale = [True]
+
+    async def lookup(s: AsyncSession, macs: Iterable[str]) -> dict[str, NodeRow]:
+        if stale.pop() if stale else False:
+            return {}  # as if read just before the node above was committed
+        return await real(s, macs)
+
+    monkeypatch.setattr(store, "nodes_by_macs", lookup)
+    runtime.bus.emit("dhcp.lease.bound", "a", {"mac": "52:54:00:ee:00:01", "ip": "10.4.0.7"})
+    await _settled(service, 1)
+    assert (service.handled, service.failed) == (1, 0)
+    assert not stale
+    nodes = [n for n in (await api.get("/api/v1/nodes")).json() if n["mac"].endswith("ee:00:01")]
+    assert len(nodes) == 1
+    assert nodes[0]["ip"] == "10.4.0.7" and nodes[0]["state_reason"] == "enrolled"

@@ -76,6 +76,7 @@ async def _apply(
             seen=ev.time,
             reason=f"seen in {ev.type}",
             vendor=vendor[:128] if isinstance(vendor, str) else None,
+            mac_checked=True,  # in the batch's lookup; a race fails on the unique column
         )
         known[mac] = node
     else:

@@ -81,10 +81,16 @@ class StateChange:
 
 
 async def ensure_site(s: AsyncSession, name: str) -> None:
+    # Remembered for the session: the row itself would leave the identity map (weakly held),
+    # and a query per node costs a batch of discovered nodes a third of its time.
+    sites: set[str] = s.info.setdefault("sites", set())
+    if name in sites:
+        return
     check_name("site", name)
     if await s.get(SiteRow, name) is None:
         s.add(SiteRow(name=name))
         await s.flush()
+    sites.add(name)
 
 
 async def node_by_mac(s: AsyncSession, mac: str) -> NodeRow | None:
@@ -147,12 +153,14 @@ async def create_node(
     hostname: str | None = None,
     ip: str | None = None,
     seen: datetime | None = None,
+    mac_checked: bool = False,
     **fields: Any,
 ) -> tuple[NodeRow, StateChange]:
     """Insert a ``discovered`` node with its primary interface. A known MAC or hostname is a
-    Conflict; a concurrent insert of the same MAC fails on the unique column at commit."""
+    Conflict (``mac_checked``: the caller has just looked the MAC up); a concurrent insert of
+    the same MAC fails on the unique column at flush or commit."""
     mac = normalize_mac(mac)
-    if (other := await node_by_mac(s, mac)) is not None:
+    if not mac_checked and (other := await node_by_mac(s, mac)) is not None:
         raise Conflict(f"MAC {mac} already belongs to node {other.id}")
     if hostname:
         await check_hostname_free(s, hostname)
