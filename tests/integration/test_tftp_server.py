@@ -297,3 +297,27 @@ async def test_busy_polling_backs_off_for_slow_clients(root: Path, client: RawCl
         assert (await srv.record()).outcome == "ok"
         # Spins on wake-ups 1, 3, 7 (each a miss, each skipping more), not on every one.
         assert 2 <= carrier.spin.misses < carrier.wakeups / 2
+
+
+async def test_an_ack_waiting_when_the_timer_fires_is_answered_not_retransmitted(
+    root: Path,
+) -> None:
+    # A carrier that falls a whole timeout behind (here it stops watching its sockets) must
+    # find the client's ACK in the socket when the retransmission timer fires and answer it
+    # with DATA 1, not send the OACK again (atftp aborts on a second OACK).
+    async with serving(root, limits=Limits(timeout=1)) as srv:
+        carrier = srv.server.carrier
+        assert carrier is not None
+        client = RawClient()
+        try:
+            oack = await client.request(srv.port, "f.bin", tsize="0")
+            assert isinstance(oack, codec.OptionAck)
+            carrier.loop.remove_reader(carrier._epoll.fileno())
+            await client.ack(0)
+            first, _ = await client.recv(wait=3.0)
+            assert isinstance(first, codec.Data) and first.block == 1, first
+            carrier.loop.add_reader(carrier._epoll.fileno(), carrier._ready)
+            assert await client.fetch_rest(first) == (root / "f.bin").read_bytes()
+        finally:
+            client.close()
+        assert (await srv.record(1)).outcome == "ok"

@@ -248,8 +248,17 @@ class Transfer:
 
     def _on_timer(self) -> None:
         self.timer = None
+        now = self.loop.time()
+        deadline = self.session.next_timer()
+        if deadline is not None and now >= deadline:
+            # A carrier a whole timeout behind (overloaded) may not have read an ACK that is
+            # waiting: it answers the timer's question. Retransmitting instead repeats what
+            # the client already acknowledged, and atftp aborts on a second OACK.
+            self.readable(now)
+            if self.sock.fileno() < 0:
+                return
         try:
-            self.session.handle_timer(self.loop.time())
+            self.session.handle_timer(now)
         except Exception:
             log.exception("TFTP transfer of %r failed", self.name)
             self.session.abort("error")
