@@ -12,7 +12,8 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from roost.events import EventFilter
+from roost.events import Event, EventFilter
+from roost.inventory import service as inventory_service
 from roost.inventory import store
 from roost.inventory.models import NodeRow
 from roost.inventory.service import InventoryService, make
@@ -180,3 +181,42 @@ async def test_a_node_created_after_the_batch_lookup_is_updated_not_duplicated(
     nodes = [n for n in (await api.get("/api/v1/nodes")).json() if n["mac"].endswith("ee:00:01")]
     assert len(nodes) == 1
     assert nodes[0]["ip"] == "10.4.0.7" and nodes[0]["state_reason"] == "enrolled"
+
+
+async def test_a_new_mac_seen_twice_in_one_batch_is_one_node(
+    runtime: Runtime,
+    service: InventoryService,
+    api: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Emitted together, both arrive in one batch, where the node is still waiting for its
+    # insert: the second event must update it, not insert the MAC again (which would fail the
+    # batch and send it down the slow one-event-at-a-time path).
+    batches: list[tuple[int, bool]] = []
+    real = inventory_service.observe
+
+    async def observe(rt: Runtime, events: list[Event]) -> list[store.StateChange]:
+        try:
+            changes = await real(rt, events)
+        except Exception:
+            batches.append((len(events), False))
+            raise
+        batches.append((len(events), True))
+        return changes
+
+    monkeypatch.setattr(inventory_service, "observe", observe)
+    bus = runtime.bus
+    bus.emit("dhcp.lease.bound", "a", {"mac": "52:54:00:ff:00:01", "ip": "10.5.0.1"})
+    bus.emit("boot.callback", "a", {"mac": "52:54:00:ff:00:01", "ip": "10.5.0.2",
+                                    "facts": {"cpus": 2}})  # fmt: skip
+    await _settled(service, 2)
+    assert (service.handled, service.failed) == (2, 0)
+    assert batches == [(2, True)]
+    nodes = [n for n in (await api.get("/api/v1/nodes")).json() if n["mac"].endswith("ff:00:01")]
+    assert len(nodes) == 1
+    assert nodes[0]["interfaces"][0]["addresses"] == ["10.5.0.1", "10.5.0.2"]
+    assert nodes[0]["facts"] == {"cpus": 2} and nodes[0]["ip"] == "10.5.0.2"
+    created = await bus.history(EventFilter(types=("node.state.changed",)))
+    assert [e.data["mac"] for e in created] == ["52:54:00:ff:00:01"]
+    history = (await api.get(f"/api/v1/nodes/{nodes[0]['id']}/history")).json()
+    assert [(h["from"], h["to"]) for h in history] == [(None, "discovered")]

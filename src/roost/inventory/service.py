@@ -48,37 +48,41 @@ def _ip(value: Any) -> str | None:
 
 async def observe(runtime: Runtime, events: list[Event]) -> list[store.StateChange]:
     """Apply events to the inventory in one transaction, in order; return the creations."""
-    changes = []
     async with runtime.db.session() as s:
         known = await store.nodes_by_macs(s, (str(ev.data["mac"]) for ev in events))
+        created: list[NodeRow] = []
         for ev in events:
-            change = await _apply(s, runtime, ev, known)
-            if change is not None:
-                changes.append(change)
-    return changes
+            await _apply(s, runtime, ev, known, created)
+        if not created:
+            return []
+        # One insert per table for the batch's new nodes. A node with one of these MACs
+        # committed since the lookup fails it on the unique column, and the batch runs again.
+        await s.flush()
+        return [await store.add_history(s, n, None, n.state_reason) for n in created]
 
 
 async def _apply(
-    s: AsyncSession, runtime: Runtime, ev: Event, known: dict[str, NodeRow]
-) -> store.StateChange | None:
+    s: AsyncSession, runtime: Runtime, ev: Event, known: dict[str, NodeRow], created: list[NodeRow]
+) -> None:
     mac = store.normalize_mac(str(ev.data["mac"]))
     ip = _ip(ev.data.get("ip"))
     facts = ev.data.get("facts")
     vendor = ev.data.get("vendor")
     node = known.get(mac)
-    change = None
     if node is None:
-        node, change = await store.create_node(
-            s,
+        site = ev.site or runtime.settings.site
+        await store.ensure_site(s, site)
+        node = store.discovered_node(
             mac=mac,
-            site=ev.site or runtime.settings.site,
+            site=site,
             ip=ip,
             seen=ev.time,
             reason=f"seen in {ev.type}",
             vendor=vendor[:128] if isinstance(vendor, str) else None,
-            mac_checked=True,  # in the batch's lookup; a race fails on the unique column
         )
+        s.add(node)
         known[mac] = node
+        created.append(node)
     else:
         node.last_seen = max(node.last_seen or ev.time, ev.time)
         node.ip = ip or node.ip
@@ -88,7 +92,6 @@ async def _apply(
             iface.addresses = [*iface.addresses, ip]
     if ev.type == "boot.callback" and isinstance(facts, dict):
         node.facts = {**(node.facts or {}), **facts}
-    return change
 
 
 class InventoryService:
