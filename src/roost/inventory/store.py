@@ -145,9 +145,15 @@ async def add_history(s: AsyncSession, node: NodeRow, frm: str | None, reason: s
 
 
 def discovered_node(
-    *, mac: str, site: str, reason: str, ip: str | None = None, seen: datetime | None = None,
-    hostname: str | None = None, **fields: Any,
-) -> NodeRow:  # fmt: skip
+    *,
+    mac: str,
+    site: str,
+    reason: str,
+    ip: str | None = None,
+    seen: datetime | None = None,
+    hostname: str | None = None,
+    **fields: Any,
+) -> NodeRow:
     """A new ``discovered`` node with its primary interface, not yet in any session; its
     history row needs its id, so it is added after the insert (:func:`add_history`)."""
     mac = normalize_mac(mac)
@@ -168,19 +174,27 @@ def discovered_node(
 
 
 async def create_node(
-    s: AsyncSession, *, mac: str, site: str, reason: str, hostname: str | None = None,
+    s: AsyncSession,
+    *,
+    mac: str,
+    site: str,
+    reason: str,
+    hostname: str | None = None,
+    ip: str | None = None,
+    seen: datetime | None = None,
     **fields: Any,
-) -> tuple[NodeRow, StateChange]:  # fmt: skip
-    """Insert a ``discovered`` node with its primary interface (``fields`` as for
-    :func:`discovered_node`). A known MAC or hostname is a Conflict; a concurrent insert of
-    the same MAC fails on the unique column at commit."""
+) -> tuple[NodeRow, StateChange]:
+    """Insert a ``discovered`` node with its primary interface. A known MAC or hostname is a
+    Conflict; a concurrent insert of the same MAC fails on the unique column at commit."""
     mac = normalize_mac(mac)
     if (other := await node_by_mac(s, mac)) is not None:
         raise Conflict(f"MAC {mac} already belongs to node {other.id}")
     if hostname:
         await check_hostname_free(s, hostname)
     await ensure_site(s, site)
-    node = discovered_node(mac=mac, site=site, reason=reason, hostname=hostname, **fields)
+    node = discovered_node(
+        mac=mac, site=site, reason=reason, ip=ip, seen=seen, hostname=hostname, **fields
+    )
     s.add(node)
     await s.flush()
     return node, await add_history(s, node, None, reason)
