@@ -88,6 +88,9 @@ class Server:
 
 class RoostServer(Server):
     name = "roost"
+    auto_discover = False
+    """DHCP alone, as Kea and dnsmasq run, unless ``--auto-discover``: then as ``roost serve``
+    runs by default, with the inventory making a node of every new client MAC."""
 
     def start(self) -> None:
         data = self.work / "roost"
@@ -100,8 +103,7 @@ class RoostServer(Server):
             ROOST_DHCP__INTERFACES=SRV_IF,
             ROOST_API__PORT="0",
             ROOST_LOG__LEVEL="warning",
-            # DHCP alone, as Kea and dnsmasq run: no inventory node per benchmark client
-            ROOST_NODES__AUTO_DISCOVER="false",
+            ROOST_NODES__AUTO_DISCOVER=str(self.auto_discover).lower(),
         )
         with (self.work / "roost.log").open("ab") as log:
             self.proc = self.lab.spawn(self.ns, [ROOST, "serve"], env=env, stdout=log, stderr=log)
@@ -337,8 +339,14 @@ def main() -> None:
     ap.add_argument("--servers", default="roost,kea,dnsmasq")
     ap.add_argument("--rates", help="comma-separated DORA/s steps")
     ap.add_argument("--seconds", type=int, help="seconds per step")
+    ap.add_argument(
+        "--auto-discover",
+        action="store_true",
+        help="Roost as by default, its inventory making a node of every new client MAC",
+    )
     ap.add_argument("--burst-client", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    RoostServer.auto_discover = args.auto_discover
     if args.burst_client:
         print(
             json.dumps(
@@ -400,6 +408,7 @@ def main() -> None:
     summary = {
         "bench": "dhcp",
         "quick": args.quick,
+        "roost_auto_discover": args.auto_discover,
         "seconds_per_step": seconds,
         "elapsed_s": round(time.monotonic() - t_start, 1),
         **{name: {k: v for k, v in r.items() if k != "steps"} for name, r in results.items()},
