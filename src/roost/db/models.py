@@ -61,3 +61,12 @@ class TokenRow(Base):
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class CursorRow(Base):
+    """How far a follower of the event stream has applied it (:mod:`roost.db.cursors`)."""
+
+    __tablename__ = "event_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[int] = mapped_column(BigInteger)

@@ -3,9 +3,10 @@
 It follows the event bus live (``dhcp.lease.*``, ``discovery.host.*``, ``boot.*``). An event
 whose ``data.mac`` is unknown creates a ``discovered`` node in the event's site; a known MAC
 refreshes the node's address and last-seen time, and a boot callback's ``facts`` are stored.
-Events are applied in arrival order, as many as are waiting (up to 500) in one transaction; a
-failure is logged and counted, never fatal. At start it also makes sure the CA and the secrets
-key exist ("created at first start").
+Events are applied in arrival order, as many as are waiting (up to 500) in one transaction,
+which also moves the inventory's cursor (:mod:`roost.db.cursors`): after a restart it resumes
+with the stored events after it. A failure is logged and counted, never fatal. At start it
+also makes sure the CA and the secrets key exist ("created at first start").
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from roost.db import cursors
 from roost.db.models import utcnow
 from roost.errors import Invalid
 from roost.events import Event, EventFilter, SubscriberTooSlow
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 
 WATCHED = ("dhcp.lease.", "discovery.host.", "boot.")
 _BATCH = 500  # events applied in one transaction at most
+CURSOR = "inventory"
+"""Its cursor into the event stream (:mod:`roost.db.cursors`)."""
 NODE_CHANGES = ("node.updated", "node.deleted", "node.state.changed")
 """Changes that may alter a node's tags (kept in :class:`TagCache` for DHCP)."""
 
@@ -46,13 +50,18 @@ def _ip(value: Any) -> str | None:
         return None
 
 
-async def observe(runtime: Runtime, events: list[Event]) -> list[store.StateChange]:
-    """Apply events to the inventory in one transaction, in order; return the creations."""
+async def observe(
+    runtime: Runtime, events: list[Event], through: int | None = None
+) -> list[store.StateChange]:
+    """Apply events to the inventory in one transaction, in order, and move the inventory's
+    cursor to ``through`` (the id of the last event looked at) in it; return the creations."""
     async with runtime.db.session() as s:
         known = await store.nodes_by_macs(s, (str(ev.data["mac"]) for ev in events))
         created: list[NodeRow] = []
         for ev in events:
             await _apply(s, runtime, ev, known, created)
+        if through is not None:
+            await cursors.advance(s, CURSOR, through)
         if not created:
             return []
         # One insert per table for the batch's new nodes. A node with one of these MACs
@@ -113,8 +122,12 @@ class InventoryService:
         self._tasks.append(asyncio.create_task(self._purge(), name="inventory-purge"))
         await self._serve_tags_to_dhcp()
         if settings.nodes.auto_discover:
-            self._task = asyncio.create_task(self._follow(), name="inventory-follow")
+            after = await cursors.resume_point(self.runtime.db, CURSOR)
+            self._task = asyncio.create_task(self._follow(after), name="inventory-follow")
             await self._ready.wait()
+        else:
+            # What is seen while auto-discovery is off is not applied when it is turned on.
+            await cursors.forget(self.runtime.db, CURSOR)
 
     async def stop(self) -> None:
         tasks = [*self._tasks, *([self._task] if self._task else [])]
@@ -157,13 +170,14 @@ class InventoryService:
                 except SubscriberTooSlow:
                     await self.tags.load()
 
-    async def _follow(self) -> None:
+    async def _follow(self, after: int) -> None:
         flt = EventFilter(types=WATCHED)
-        last: int | None = None  # id of the newest event handled
+        last = after  # id of the newest event handled
         while True:
             try:
-                # At first from now on. After the live queue overflowed and dropped events,
-                # from the last one handled: the rest are stored, and the bus replays them.
+                # After the last event handled, here or before a restart (the cursor), and
+                # again after the live queue overflowed and dropped events: the rest are
+                # stored, and the bus replays them before the live ones.
                 async for batch in self.runtime.bus.batches(
                     flt, after_id=last, limit=_BATCH, subscribed=self._ready.set
                 ):
@@ -203,12 +217,13 @@ class InventoryService:
             valid.append(ev)
         if not valid:
             return
+        through = events[-1].id
         try:
             try:
-                changes = await observe(self.runtime, valid)
+                changes = await observe(self.runtime, valid, through)
             except IntegrityError:
                 # Another replica or an enrollment created a node at the same moment.
-                changes = await observe(self.runtime, valid)
+                changes = await observe(self.runtime, valid, through)
             await publish(self.runtime, changes)
         except Exception:
             if len(valid) > 1:
