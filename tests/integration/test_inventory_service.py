@@ -7,6 +7,7 @@ import os
 import stat
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -257,3 +258,42 @@ async def test_after_a_restart_the_inventory_applies_what_it_missed(
     assert nodes["52:54:00:ab:00:01"]["interfaces"][0]["addresses"] == ["10.6.0.1", "10.6.0.9"]
     created = await bus.history(EventFilter(types=("node.state.changed",)))
     assert sorted(e.data["mac"] for e in created) == ["52:54:00:ab:00:01", "52:54:00:ab:00:02"]
+
+
+async def test_events_published_during_the_replay_are_applied_once(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Events stored after the inventory subscribed but before its replay read the history come
+    # both in the replay and from the live queue (here 10 long, so 14 overflow it); each must be
+    # applied once, and the catch-up after the overflow must not go back either.
+    settings = load_settings(
+        None,
+        {"data_dir": tmp_path / "data", "database.url": db_url, "events.subscriber_queue": 10},
+    )
+    runtime = Runtime.create(settings)
+    await runtime.start(load_services=False)
+    bus = runtime.bus
+    real = bus.history
+    published = 0
+
+    async def history(*args: Any, **kw: Any) -> list[Event]:
+        nonlocal published
+        if not published:
+            for i in range(14):
+                data = {"mac": f"52:54:00:ac:00:{i:02x}", "ip": f"10.7.0.{i + 1}"}
+                await bus.publish("dhcp.lease.bound", "x", data)
+                published += 1
+        return await real(*args, **kw)
+
+    monkeypatch.setattr(bus, "history", history)
+    svc = make(runtime)
+    assert isinstance(svc, InventoryService)
+    await svc.start()
+    try:
+        await _settled(svc, 14)
+        await asyncio.sleep(0.3)  # a second copy would be applied by now
+        assert published == 14
+        assert (svc.handled, svc.failed) == (14, 0)
+    finally:
+        await svc.stop()
+        await runtime.stop()
