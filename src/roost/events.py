@@ -96,6 +96,10 @@ class Subscription:
     filter: EventFilter
     queue: asyncio.Queue[Event | None]
     overflowed: bool = False
+    first: int | None = None
+    last: int | None = None
+    """Ids of the first and the latest event queued, which bound what a replay running beside
+    the subscription must not give again (:meth:`EventBus.batches`)."""
 
     def deliver(self, ev: Event) -> None:
         if self.wants(ev):
@@ -109,6 +113,10 @@ class Subscription:
             self.queue.put_nowait(ev)
         except asyncio.QueueFull:
             self.overflowed = True
+            return
+        if self.first is None:
+            self.first = ev.id
+        self.last = ev.id
 
     def close(self) -> None:
         with contextlib.suppress(asyncio.QueueFull):
@@ -453,18 +461,33 @@ class EventBus:
         with self.subscribe(flt) as sub:
             if subscribed is not None:
                 subscribed()
-            replayed: deque[int | None] = deque(maxlen=self.settings.subscriber_queue + 1)
+            # What the replay gave that may also come live, not to be given twice: its ids from
+            # the first one queued on (published while it ran; once the queue overflowed, only
+            # up to the last one queued), and its last few, for events stored but not yet
+            # delivered when a page was read.
+            recent: deque[int | None] = deque(maxlen=self.settings.subscriber_queue + 1)
+            queued_too: set[int | None] = set()
             if replay and (after_id is not None or since is not None):
                 cursor = after_id
                 while True:
                     page = await self.history(flt, after_id=cursor, since=since, limit=limit)
                     if page:
-                        replayed.extend(ev.id for ev in page)
+                        recent.extend(ev.id for ev in page)
+                        first = sub.first
+                        if first is not None:
+                            upto = sub.last if sub.overflowed else None
+                            queued_too.update(
+                                i
+                                for ev in page
+                                if (i := ev.id) is not None
+                                and i >= first
+                                and (upto is None or i <= upto)
+                            )
                         cursor = page[-1].id
                         yield page
                     if len(page) < limit:
                         break
-            seen = set(replayed)
+            seen = queued_too.union(recent)
             while (live := await sub.get()) is not None:
                 batch = [ev for ev in [live, *sub.ready(limit - 1)] if ev.id not in seen]
                 if batch:

@@ -15,7 +15,7 @@ import websockets
 from sqlalchemy import text
 
 from roost.auth import Role, create_token
-from roost.events import EventFilter
+from roost.events import Event, EventFilter, SubscriberTooSlow
 from roost.service import Runtime
 
 
@@ -55,6 +55,35 @@ async def test_stream_replays_then_follows_without_gap_or_duplicate(runtime: Run
         runtime.bus.emit("test.x", str(i))
     await asyncio.wait_for(task, 10)
     assert got == [str(i) for i in range(2, 10)]
+
+
+async def test_a_replay_does_not_give_again_what_its_live_queue_holds(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Events published after the stream subscribed but before its replay read them come both
+    # in the replay and in the live queue. Here 14 of them overflow a queue of 10, so the
+    # stream gives the replay, then must end as too slow without giving the 10 queued ones
+    # again (the replay's last 11 ids alone do not cover the first 3).
+    monkeypatch.setattr(runtime.bus.settings, "subscriber_queue", 10)
+    start = await runtime.bus.publish("test.q", "start")
+    real = runtime.bus.history
+    calls = 0
+
+    async def history(*args: Any, **kw: Any) -> list[Event]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            for i in range(14):
+                await runtime.bus.publish("test.q", str(i))
+        return await real(*args, **kw)
+
+    monkeypatch.setattr(runtime.bus, "history", history)
+    got: list[str] = []
+    flt = EventFilter(types=("test.q",))
+    with pytest.raises(SubscriberTooSlow):
+        async for batch in runtime.bus.batches(flt, after_id=start.id, limit=5):
+            got.extend(ev.subject for ev in batch)
+    assert got == [str(i) for i in range(14)]
 
 
 async def test_filters_by_type_prefix_subject_and_site(runtime: Runtime) -> None:

@@ -181,12 +181,8 @@ class InventoryService:
                 async for batch in self.runtime.bus.batches(
                     flt, after_id=last, limit=_BATCH, subscribed=self._ready.set
                 ):
-                    # The live queue can still hold events the replay already gave (published
-                    # while it ran): ids at or below the last one handled were applied.
-                    fresh = [ev for ev in batch if ev.id is None or ev.id > last]
-                    if fresh:
-                        await self._handle(fresh)
-                        last = max([last, *(ev.id for ev in fresh if ev.id is not None)])
+                    await self._handle(batch)
+                    last = batch[-1].id or last
                 return
             except SubscriberTooSlow:
                 log.warning("inventory fell behind the event stream; catching up from history")
