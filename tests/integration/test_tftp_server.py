@@ -330,7 +330,7 @@ async def test_stopping_the_server_ends_a_transfer_blocked_in_recv(root: Path) -
             assert carrier is not None and len(carrier) == 1
             [transfer] = carrier._transfers
             await srv.server.stop()
-            assert not transfer.thread.is_alive()
+            assert transfer.ended
             assert (await srv.record()).outcome == "stopped"
     finally:
         client.close()

@@ -110,6 +110,9 @@ class TFTPSession:
         self._cache = file.view() if isinstance(file, MemoryFile) else memoryview(b"")
         self._cache_at = 0
         self._oack = codec.encode(codec.OptionAck(n.oack)) if n.oack else None
+        # The exact ACK that :meth:`receive_ack` takes: of the newest block, in lockstep, while
+        # the transfer runs; None otherwise.
+        self._lockstep_ack: bytes | None = None
         self._deadline = now + self.timeout
         if self._oack is not None:
             self._out.append(self._oack)
@@ -131,26 +134,19 @@ class TFTPSession:
         of the newest block sent and the next block is a full one at hand, it is taken and the
         next DATA packet returned (counted as sent). Otherwise nothing changes and the result
         is None: feed the datagram to :meth:`receive`."""
-        if (
-            len(datagram) != 4
-            or datagram[1] != codec.ACK
-            or datagram[0]
-            or ((datagram[2] << 8) | datagram[3]) != self._sent & 0xFFFF
-            or self.windowsize != 1
-            or self._oack is not None
-            or self.outcome is not None
-        ):
+        if datagram != self._lockstep_ack:
             return None
         acked = self._sent
         start = acked * self.blksize - self._cache_at
         end = start + self.blksize
-        if acked <= self._acked or start < 0 or end > len(self._cache) or acked + 1 >= self.blocks:
-            return None  # a duplicate, a refill, or the last block: the general path
+        if start < 0 or end > len(self._cache) or acked + 1 >= self.blocks:
+            return None  # a refill or the last block: the general path
         self._acked = acked
-        self._sent = acked + 1
+        self._sent = sent = acked + 1
         self._tries = 0
         self._deadline = now + self.timeout
-        return _DATA_HEADER.pack(codec.DATA, (acked + 1) & 0xFFFF) + self._cache[start:end]
+        self._lockstep_ack = _DATA_HEADER.pack(codec.ACK, sent & 0xFFFF)
+        return _DATA_HEADER.pack(codec.DATA, sent & 0xFFFF) + self._cache[start:end]
 
     def receive(self, datagram: bytes, now: float) -> bool:
         """Feed one datagram from the client; return False when it was malformed (dropped)."""
@@ -166,7 +162,7 @@ class TFTPSession:
             return True  # duplicate or stale: never answer it (Sorcerer's Apprentice)
         self._acked = acked
         if acked >= self.blocks:
-            self.outcome = "ok"
+            self._end("ok")
             return True
         self._tries = 0
         self._deadline = now + self.timeout
@@ -189,7 +185,7 @@ class TFTPSession:
             # any other ACK before the OACK is acknowledged is stale
         elif isinstance(packet, codec.Error):
             # The client gave up, e.g. after reading tsize from the OACK (RFC 2349 §4).
-            self.outcome = "aborted"
+            self._end("aborted")
         else:
             # RFC 1350 §7: anything but ACK or ERROR on a read transfer is an illegal operation.
             self._fail(ErrorCode.ILLEGAL_OPERATION, "only ACK or ERROR expected", "error")
@@ -207,7 +203,7 @@ class TFTPSession:
             return
         self._tries += 1
         if self._tries > self.retries:
-            self.outcome = "timeout"
+            self._end("timeout")
             return
         self._deadline = now + self.timeout
         if self._oack is not None:
@@ -218,7 +214,7 @@ class TFTPSession:
     def abort(self, outcome: str) -> None:
         """End the transfer from outside (the client is unreachable, the server stops)."""
         if self.outcome is None:
-            self.outcome = outcome
+            self._end(outcome)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -231,6 +227,8 @@ class TFTPSession:
                 return
             out.append(packet)
         self._sent = last
+        if self.windowsize == 1 and self.outcome is None:
+            self._lockstep_ack = _DATA_HEADER.pack(codec.ACK, last & 0xFFFF)
 
     def _data(self, block: int) -> bytes | None:
         offset = (block - 1) * self.blksize
@@ -257,4 +255,8 @@ class TFTPSession:
 
     def _fail(self, code: ErrorCode, message: str, outcome: str) -> None:
         self._out.append(codec.error(code, message))
+        self._end(outcome)
+
+    def _end(self, outcome: str) -> None:
         self.outcome = outcome
+        self._lockstep_ack = None

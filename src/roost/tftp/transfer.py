@@ -22,6 +22,7 @@ classes run in the server process and in worker processes (:mod:`roost.tftp.work
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import contextlib
 import errno
@@ -29,7 +30,6 @@ import logging
 import os
 import socket
 import struct
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,7 +49,7 @@ _MAX_BACKOFF = 6  # after misses in a row, skip busy polling for up to 2**6 - 1 
 _SPIN_MAX = 2
 """Transfers a process may carry for them to busy-poll: with more, a CPU has other work while
 one waits, and hundreds of polling threads only take it from the clients."""
-_TIMER_SLACK = 0.01  # a receive timeout this much later than the deadline is set again
+_SLACK = 0.01  # a receive timeout this far off the retransmission deadline is set again
 _STOP_JOIN = 5.0
 _TIMEVAL = struct.Struct("@ll")
 
@@ -146,7 +146,7 @@ class Carrier:
         transfer = Transfer(self, sock, session, request.filename, on_done)
         self._transfers.add(transfer)
         try:
-            transfer.thread.start()
+            transfer.begin()
         except BaseException:
             self._transfers.discard(transfer)
             sock.close()
@@ -160,7 +160,7 @@ class Carrier:
         for transfer in transfers:
             transfer.stop()
         for transfer in transfers:
-            transfer.thread.join(_STOP_JOIN)
+            transfer.join(_STOP_JOIN)
             self._done(transfer)  # a thread that did not end keeps its transfer
 
     def _finished(self, transfer: Transfer) -> None:
@@ -208,7 +208,25 @@ class Transfer:
         self.spin = BusyPoll(carrier.busy_poll)
         self.gso = 0  # packets per UDP GSO send; 0 sends one packet per syscall
         self._armed = 0.0  # the socket's receive timeout, seconds
-        self.thread = threading.Thread(target=self._run, name=f"tftp {name}", daemon=True)
+        self._running = _thread.allocate_lock()
+
+    def begin(self) -> None:
+        """Start the transfer's thread. A bare thread, not a :class:`threading.Thread`, which
+        waits until its thread has run: in a storm that thread waits for the GIL, and the
+        hand-off of every other request with it."""
+        self._running.acquire()
+        try:
+            _thread.start_new_thread(self._run, ())
+        except BaseException:
+            self._running.release()
+            raise
+
+    def join(self, timeout: float) -> bool:
+        """Wait until the thread has ended; False if it still runs after ``timeout`` s."""
+        if not self._running.acquire(timeout=timeout):
+            return False
+        self._running.release()
+        return True
 
     def stop(self) -> None:
         """Make the thread end (``stopped``) soon; safe from any thread."""
@@ -229,46 +247,75 @@ class Transfer:
         finally:
             self.sock.close()
             self.ended = True
+            self._running.release()
             self.carrier._finished(self)
 
     def _serve(self) -> None:
         session, carrier, sock, spin = self.session, self.carrier, self.sock, self.spin
         clock, recv, send, transfers = carrier.clock, sock.recv, sock.send, carrier._transfers
-        receive_ack, receive = session.receive_ack, session.receive
+        receive_ack = session.receive_ack
+        sleeps = 0
+        data: bytes | None = None
         now = clock()
-        while session.outcome is None:
-            data: bytes | None = None
-            if spin.window and len(transfers) <= _SPIN_MAX and spin.should_spin():
-                data = self._spin()
-            if data is None:
-                deadline = session.next_timer()
-                if deadline is not None and abs(self._armed - deadline + now) > _TIMER_SLACK:
-                    self._arm(deadline - now)
-                carrier.sleeps += 1
+        held = False  # ``data`` (a datagram, or None for a timeout) is still to be handled
+        try:
+            while session.outcome is None:
+                polling = spin.window and len(transfers) <= _SPIN_MAX
+                if not held:
+                    data = self._spin() if polling and spin.should_spin() else None
+                    if data is None:
+                        deadline = session.next_timer()
+                        if deadline is not None and abs(self._armed - deadline + now) > _SLACK:
+                            self._arm(deadline - now)
+                        sleeps += 1
+                        data = self._recv()
+                    now = clock()
+                held = False
+                if self.stopping:
+                    session.abort("stopped")
+                    return
+                if data is None:  # the receive timed out (or the client is gone)
+                    session.handle_timer(now)
+                    self._flush(now)
+                    continue
+                packet = receive_ack(data, now)
+                if packet is None:
+                    if not session.receive(data, now):
+                        self.malformed += 1
+                    self._flush(now)
+                    continue
                 try:
-                    data = recv(2048)
-                except (BlockingIOError, InterruptedError):  # the receive timed out
-                    pass
+                    if polling:
+                        send(packet)
+                        continue
+                    # The lockstep hot path, as long as ACKs keep coming: answer, sleep, repeat.
+                    # The socket's timeout stays as armed: each DATA moves the deadline to a
+                    # full timeout from now.
+                    while packet is not None:
+                        send(packet)
+                        sleeps += 1
+                        data = recv(2048)
+                        now = clock()
+                        packet = receive_ack(data, now)
+                except (BlockingIOError, InterruptedError):  # timed out
+                    data, now = None, clock()
                 except OSError:  # e.g. ICMP port unreachable: the client is gone
                     session.abort("unreachable")
-            now = clock()
-            if self.stopping:
-                session.abort("stopped")
-                return
-            if data is None:
-                session.handle_timer(now)
-                self._flush(now)
-                continue
-            packet = receive_ack(data, now)
-            if packet is not None:
-                try:
-                    send(packet)
-                except OSError:
-                    session.abort("unreachable")
-                continue
-            if not receive(data, now):
-                self.malformed += 1
-            self._flush(now)
+                    return
+                held = True
+        finally:
+            carrier.sleeps += sleeps
+
+    def _recv(self) -> bytes | None:
+        """The next datagram; None when the receive timed out or the client is gone (then the
+        session is aborted)."""
+        try:
+            return self.sock.recv(2048)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:  # e.g. ICMP port unreachable
+            self.session.abort("unreachable")
+            return None
 
     def _spin(self) -> bytes | None:
         """Poll for the next ACK before sleeping: a fast client's answer is caught without the
