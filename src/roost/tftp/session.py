@@ -31,6 +31,8 @@ DEFAULT_BLKSIZE = 512
 READ_AHEAD = 64 * 1024
 """Bytes read from the file at once; a window of DATA packets is cut from one read."""
 _DATA_HEADER = struct.Struct("!HH")
+_pack = _DATA_HEADER.pack
+_ACK, _DATA = codec.ACK, codec.DATA
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,11 @@ class TFTPSession:
         # Read-ahead buffer: whole blocks, about READ_AHEAD bytes, refilled when passed.
         self._chunk = max(1, READ_AHEAD // self.blksize) * self.blksize
         # Content already in memory is cut from directly, never copied into a read-ahead.
-        self._cache = file.view() if isinstance(file, MemoryFile) else memoryview(b"")
+        self._cache = memoryview(b"")
         self._cache_at = 0
+        self._hot_first = self._hot_last = 0  # blocks the hot path may cut from the cache
+        if isinstance(file, MemoryFile):
+            self._set_cache(file.view(), 0)
         self._oack = codec.encode(codec.OptionAck(n.oack)) if n.oack else None
         # The exact ACK that :meth:`receive_ack` takes: of the newest block, in lockstep, while
         # the transfer runs; None otherwise.
@@ -137,16 +142,17 @@ class TFTPSession:
         if datagram != self._lockstep_ack:
             return None
         acked = self._sent
-        start = acked * self.blksize - self._cache_at
-        end = start + self.blksize
-        if start < 0 or end > len(self._cache) or acked + 1 >= self.blocks:
+        sent = acked + 1
+        if not self._hot_first <= sent <= self._hot_last:
             return None  # a refill or the last block: the general path
         self._acked = acked
-        self._sent = sent = acked + 1
+        self._sent = sent
         self._tries = 0
         self._deadline = now + self.timeout
-        self._lockstep_ack = _DATA_HEADER.pack(codec.ACK, sent & 0xFFFF)
-        return _DATA_HEADER.pack(codec.DATA, sent & 0xFFFF) + self._cache[start:end]
+        wire = sent & 0xFFFF
+        self._lockstep_ack = _pack(_ACK, wire)
+        start = acked * self.blksize - self._cache_at
+        return _pack(_DATA, wire) + self._cache[start : start + self.blksize]
 
     def receive(self, datagram: bytes, now: float) -> bool:
         """Feed one datagram from the client; return False when it was malformed (dropped)."""
@@ -250,8 +256,15 @@ class TFTPSession:
         length = min(self._chunk, self.size - offset)
         buf = bytearray(length)
         got = self.file.readinto(offset, memoryview(buf))
-        self._cache = memoryview(buf)[:got]
+        self._set_cache(memoryview(buf)[:got], offset)
+
+    def _set_cache(self, view: memoryview, offset: int) -> None:
+        """``view`` holds the file from ``offset`` (a block boundary) on."""
+        self._cache = view
         self._cache_at = offset
+        # Whole blocks in it, but never the last block of the file, which ends the transfer.
+        self._hot_first = offset // self.blksize + 1
+        self._hot_last = min((offset + len(view)) // self.blksize, self.blocks - 1)
 
     def _fail(self, code: ErrorCode, message: str, outcome: str) -> None:
         self._out.append(codec.error(code, message))
