@@ -5,8 +5,9 @@ process runs on one core. With ``tftp.workers = N`` the server process still own
 resolvers and the transfer cap; for each accepted request it opens the transfer's socket and
 file itself and hands both descriptors to the least busy worker over a Unix socket
 (``SCM_RIGHTS``), with the request's options. Content held in memory is copied into a
-``memfd`` first, so a worker only ever sees descriptors. The worker runs the same
-:class:`Transfer` and answers with the result; the server turns it into the transfer's event.
+``memfd`` first, so a worker only ever sees descriptors. The worker runs each transfer in a
+thread of its own (:mod:`roost.tftp.threads`) and answers with the result; the server turns it
+into the transfer's event.
 A worker that dies takes its transfers with it (outcome ``error``); the server then carries new
 transfers itself. Run as ``python -m roost.tftp.worker FD LIMITS_JSON BUSY_POLL_SECONDS``.
 """
@@ -27,7 +28,8 @@ from dataclasses import asdict
 from roost.tftp import codec
 from roost.tftp.files import OpenFile, TFTPFile
 from roost.tftp.session import Limits
-from roost.tftp.transfer import Carrier, TransferResult
+from roost.tftp.threads import ThreadCarrier
+from roost.tftp.transfer import TransferResult
 
 __all__ = ["WorkerPool", "main"]
 
@@ -185,7 +187,7 @@ class WorkerPool:
 async def _serve(ctl: socket.socket, limits: Limits, busy_poll: float) -> None:
     loop = asyncio.get_running_loop()
     closed = asyncio.Event()
-    carrier = Carrier(busy_poll)
+    carrier = ThreadCarrier(busy_poll)
 
     def report(key: int, result: TransferResult) -> None:
         with contextlib.suppress(OSError):

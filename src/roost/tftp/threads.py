@@ -1,0 +1,308 @@
+"""Transfers in threads, for worker processes: each transfer its own socket and thread around
+a :class:`TFTPSession`, started and stopped by one :class:`ThreadCarrier`.
+
+The thread blocks in ``recv`` on its transfer's socket, as atftpd's threads do: it answers an
+ACK and goes back to sleep on its socket, so the kernel schedules each client with the thread
+that serves it. Where clients share the server's CPUs (virtual machines on the host that boots
+them, and the benchmark), this matters: the event-loop :class:`~roost.tftp.transfer.Carrier`
+answers every waiting ACK in one pass and wakes the clients one after another, and each then
+runs after hundreds of others on a cold cache. With 500 transfers of 1 MiB at once the clients
+spent 1.4-1.8x more CPU per packet against the carrier than against atftpd, and as much
+against these threads (docs/tftp.md).
+
+Threads pay for it in the GIL: every ACK is a thread taking it. Only processes that do nothing
+else use them, and a few hundred transfers are spread over several (``tftp.workers``); the
+server process keeps the carrier, which shares its one thread with the event loop. A lockstep
+ACK takes the session's one-call hot path (:meth:`TFTPSession.receive_ack`) and the thread
+goes straight back to ``recv``; the retransmission timer is the socket's receive timeout, so a
+timer that fires has found the socket empty. While a process carries at most ``_SPIN_MAX``
+transfers, each polls for its next ACK a little before it sleeps (``busy_poll``,
+:class:`BusyPoll`).
+"""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable
+
+from roost.tftp.codec import Request
+from roost.tftp.files import Snapshots, TFTPFile
+from roost.tftp.session import Limits, TFTPSession
+from roost.tftp.transfer import BusyPoll, TransferResult, enable_gso, send_window
+
+__all__ = ["ThreadCarrier", "ThreadTransfer"]
+
+log = logging.getLogger(__name__)
+
+_SPIN_MAX = 2
+"""Transfers a process may carry for them to busy-poll: with more, a CPU has other work while
+one waits, and hundreds of polling threads only take it from the clients."""
+_SLACK = 0.01  # a receive timeout this far off the retransmission deadline is set again
+_STOP_JOIN = 5.0
+_TIMEVAL = struct.Struct("@ll")
+
+
+class ThreadCarrier:
+    """Starts the transfers of one process, each in its own thread, and reports their results
+    on the event loop; see the module docstring."""
+
+    def __init__(self, busy_poll: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.busy_poll = busy_poll
+        self.clock = clock
+        self.snapshots = Snapshots()
+        self.sleeps = 0
+        """Times a transfer blocked in ``recv`` (each one a wake-up when a datagram came)."""
+        self.spins = 0
+        """Busy-poll windows run, and of them ``caught``: those that got a datagram."""
+        self.caught = 0
+        self._transfers: set[ThreadTransfer] = set()
+
+    def __len__(self) -> int:
+        return len(self._transfers)
+
+    def start(
+        self,
+        sock: socket.socket,
+        request: Request,
+        file: TFTPFile,
+        limits: Limits,
+        on_done: Callable[[ThreadTransfer, TransferResult], None],
+    ) -> ThreadTransfer:
+        """Serve ``file`` for ``request`` over ``sock`` (bound, connected) until it ends; owns
+        the socket and the file from here on, also when this raises. ``on_done`` is called on
+        the event loop."""
+        try:
+            file = self.snapshots.share(file)
+            session = TFTPSession(request, file, limits, self.clock())
+            sock.setblocking(True)
+        except BaseException:
+            sock.close()
+            file.close()
+            raise
+        transfer = ThreadTransfer(self, sock, session, request.filename, on_done)
+        self._transfers.add(transfer)
+        try:
+            transfer.begin()
+        except BaseException:
+            self._transfers.discard(transfer)
+            sock.close()
+            session.file.close()
+            raise
+        return transfer
+
+    def close(self) -> None:
+        """End every transfer (``stopped``) and wait for their threads."""
+        transfers = list(self._transfers)
+        for transfer in transfers:
+            transfer.stop()
+        for transfer in transfers:
+            transfer.join(_STOP_JOIN)
+            self._done(transfer)  # a thread that did not end keeps its transfer
+
+    def _finished(self, transfer: ThreadTransfer) -> None:
+        """Called by a transfer's thread as it ends."""
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is left to tell
+            self.loop.call_soon_threadsafe(self._done, transfer)
+
+    def _done(self, transfer: ThreadTransfer) -> None:
+        if not transfer.ended or transfer not in self._transfers:
+            return
+        self._transfers.discard(transfer)
+        session = transfer.session
+        session.file.close()  # here, not in the thread: snapshots are the loop's
+        result = TransferResult(
+            session.outcome or "stopped",
+            session.bytes_acked,
+            session.blksize,
+            session.windowsize,
+            transfer.malformed,
+        )
+        transfer.on_done(transfer, result)
+
+
+class ThreadTransfer:
+    """Runs ``session`` over ``sock`` in its own thread until it ends; made by
+    :meth:`ThreadCarrier.start`."""
+
+    def __init__(
+        self,
+        carrier: ThreadCarrier,
+        sock: socket.socket,
+        session: TFTPSession,
+        name: str,
+        on_done: Callable[[ThreadTransfer, TransferResult], None],
+    ) -> None:
+        self.carrier = carrier
+        self.sock = sock
+        self.session = session
+        self.name = name
+        self.on_done = on_done
+        self.malformed = 0
+        self.stopping = False
+        self.ended = False
+        """Set by the thread as its last act on the session and socket."""
+        self.spin = BusyPoll(carrier.busy_poll)
+        self.gso = 0  # packets per UDP GSO send; 0 sends one packet per syscall
+        self._armed = 0.0  # the socket's receive timeout, seconds
+        self._running = _thread.allocate_lock()
+
+    def begin(self) -> None:
+        """Start the transfer's thread. A bare thread, not a :class:`threading.Thread`, which
+        waits until its thread has run: in a storm that thread waits for the GIL, and the
+        hand-off of every other request with it."""
+        self._running.acquire()
+        try:
+            _thread.start_new_thread(self._run, ())
+        except BaseException:
+            self._running.release()
+            raise
+
+    def join(self, timeout: float) -> bool:
+        """Wait until the thread has ended; False if it still runs after ``timeout`` s."""
+        if not self._running.acquire(timeout=timeout):
+            return False
+        self._running.release()
+        return True
+
+    def stop(self) -> None:
+        """Make the thread end (``stopped``) soon; safe from any thread."""
+        self.stopping = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv with b""
+
+    def _run(self) -> None:
+        session = self.session
+        try:
+            if session.windowsize > 1:
+                self.gso = enable_gso(self.sock, 4 + session.blksize)
+            self._flush(self.carrier.clock())
+            self._serve()
+        except Exception:
+            log.exception("TFTP transfer of %r failed", self.name)
+            session.abort("error")
+        finally:
+            self.sock.close()
+            self.ended = True
+            self._running.release()
+            self.carrier._finished(self)
+
+    def _serve(self) -> None:
+        session, carrier, sock, spin = self.session, self.carrier, self.sock, self.spin
+        clock, recv, send, transfers = carrier.clock, sock.recv, sock.send, carrier._transfers
+        receive_ack = session.receive_ack
+        sleeps = 0
+        data: bytes | None = None
+        now = clock()
+        held = False  # ``data`` (a datagram, or None for a timeout) is still to be handled
+        try:
+            while session.outcome is None:
+                polling = spin.window and len(transfers) <= _SPIN_MAX
+                if not held:
+                    data = self._spin() if polling and spin.should_spin() else None
+                    if data is None:
+                        deadline = session.next_timer()
+                        if deadline is not None and abs(self._armed - deadline + now) > _SLACK:
+                            self._arm(deadline - now)
+                        sleeps += 1
+                        data = self._recv()
+                    now = clock()
+                held = False
+                if self.stopping:
+                    session.abort("stopped")
+                    return
+                if data is None:  # the receive timed out (or the client is gone)
+                    session.handle_timer(now)
+                    self._flush(now)
+                    continue
+                packet = receive_ack(data, now)
+                if packet is None:
+                    if not session.receive(data, now):
+                        self.malformed += 1
+                    self._flush(now)
+                    continue
+                try:
+                    if polling:
+                        send(packet)
+                        continue
+                    # The lockstep hot path, as long as ACKs keep coming: answer, sleep, repeat.
+                    # The socket's timeout stays as armed: each DATA moves the deadline to a
+                    # full timeout from now.
+                    while packet is not None:
+                        send(packet)
+                        sleeps += 1
+                        data = recv(2048)
+                        now = clock()
+                        packet = receive_ack(data, now)
+                except (BlockingIOError, InterruptedError):  # timed out
+                    data, now = None, clock()
+                except OSError:  # e.g. ICMP port unreachable: the client is gone
+                    session.abort("unreachable")
+                    return
+                held = True
+        finally:
+            carrier.sleeps += sleeps
+
+    def _recv(self) -> bytes | None:
+        """The next datagram; None when the receive timed out or the client is gone (then the
+        session is aborted)."""
+        try:
+            return self.sock.recv(2048)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:  # e.g. ICMP port unreachable
+            self.session.abort("unreachable")
+            return None
+
+    def _spin(self) -> bytes | None:
+        """Poll for the next ACK before sleeping: a fast client's answer is caught without the
+        wake-up of a sleeping thread (and, in a VM, of an idle vCPU), which is most of a
+        lockstep round trip. Other runnable threads go first between polls."""
+        carrier, spin, recv = self.carrier, self.spin, self.sock.recv
+        clock, yield_cpu = carrier.clock, os.sched_yield
+        carrier.spins += 1
+        until = clock() + spin.window
+        while True:
+            try:
+                data = recv(2048, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                if clock() >= until:
+                    spin.ended(False)
+                    return None
+                yield_cpu()
+            except OSError:
+                return None  # the blocking receive meets the same error and says what it is
+            else:
+                spin.ended(True)
+                carrier.caught += 1
+                return data
+
+    def _arm(self, remaining: float) -> None:
+        """Make the socket's receive time out after ``remaining`` seconds: the retransmission
+        timer. Only called when the timeout set last is off by more than the slack."""
+        remaining = max(remaining, 0.001)
+        seconds = int(remaining)
+        timeval = _TIMEVAL.pack(seconds, int((remaining - seconds) * 1e6))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        self._armed = remaining
+
+    def _flush(self, now: float) -> None:
+        session = self.session
+        out = session.datagrams_to_send(now)
+        try:
+            if len(out) == 1:
+                self.sock.send(out[0])
+            elif out:
+                self._send_many(out)
+        except OSError:
+            session.abort("unreachable")
+
+    def _send_many(self, out: list[bytes]) -> None:
+        self.gso = send_window(self.sock.send, out, self.gso)
