@@ -222,7 +222,8 @@ async def serve(root: Path, workers: int) -> None:
         workers=workers,
         max_transfers=2000,
         mac_lookup=lambda ip: None,
-        busy_poll=TFTPSettings().busy_poll / 1e6,  # Roost's default, as `roost serve` runs
+        busy_poll=TFTPSettings().busy_poll / 1e6,  # Roost's defaults, as `roost serve` runs
+        pin_workers=TFTPSettings().pin_workers,
     )
     await server.start()
     try:

@@ -158,7 +158,11 @@ class TFTPSettings(Section):
     """Largest window granted (RFC 7440): blocks sent before waiting for an ACK."""
     workers: int = Field(default=0, ge=0, le=64)
     """Worker processes that carry transfers (0: all in the server process). A boot storm
-    of lockstep clients is bound by per-packet kernel work; workers spread it over cores."""
+    of lockstep clients is bound by per-packet kernel work; workers spread it over cores,
+    each transfer in a thread of its own."""
+    pin_workers: bool = True
+    """Keep each worker on one CPU, round-robin over the CPUs the server may use. A worker's
+    threads share one GIL; on two CPUs at once they only pass it back and forth."""
     busy_poll: int = Field(default=50, ge=0, le=10_000)
     """Microseconds a process carrying transfers keeps polling for the next ACK before it
     sleeps (0: never). Catches fast clients' answers without a wake-up; backs off by itself

@@ -179,6 +179,25 @@ async def test_worker_processes_carry_transfers(root: Path, tmp_path: Path) -> N
     assert (tmp_path / "t.got").read_bytes() == netascii  # curl keeps netascii as sent
 
 
+async def test_workers_are_pinned_one_cpu_each_within_the_servers_cpus(root: Path) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    for pin in (True, False):
+        async with serving(root, workers=3, pin_workers=pin) as srv:
+            pool = srv.server._pool
+            assert pool is not None
+            got = [os.sched_getaffinity(w.proc.pid) for w in pool._workers]
+            client = RawClient()
+            try:  # and they still carry transfers
+                first = await client.request(srv.port, "f.bin")
+                assert await client.fetch_rest(first) == (root / "f.bin").read_bytes()
+            finally:
+                client.close()
+        if pin:
+            assert got == [{cpus[i % len(cpus)]} for i in range(3)]
+        else:
+            assert got == [set(cpus)] * 3
+
+
 async def test_lost_workers_fail_their_transfers_and_the_server_carries_on(root: Path) -> None:
     async with serving(root, workers=1, limits=Limits(timeout=30)) as srv:
         pool = srv.server._pool

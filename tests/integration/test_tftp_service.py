@@ -25,7 +25,9 @@ def test_entry_point_and_defaults(tmp_path: Path) -> None:
     s = load_settings(None, {"data_dir": tmp_path})
     assert (s.tftp.enabled, s.tftp.host, s.tftp.port) == (False, "0.0.0.0", 69)
     assert make(Runtime.create(s)) is None  # port 69 stays unbound unless enabled
-    assert s.tftp.busy_poll == 50
+    assert (s.tftp.busy_poll, s.tftp.workers, s.tftp.pin_workers) == (50, 0, True)
+    pinned = make(Runtime.create(with_tftp(s, workers=2)))
+    assert pinned is not None and pinned.server._pool is not None and pinned.server._pool.pin
     service = make(Runtime.create(with_tftp(s, busy_poll=20)))
     assert service is not None and service.server.busy_poll == pytest.approx(20e-6)
     named = s.model_copy(update={"tftp": TFTPSettings(enabled=True, host="pxe.example")})

@@ -98,6 +98,7 @@ class TFTPServer:
         mac_lookup: Callable[[str], str | None] = arp_mac,
         workers: int = 0,
         busy_poll: float = 0.0,
+        pin_workers: bool = False,
     ) -> None:
         self.resolver = resolver
         self.host, self.port = host, port
@@ -115,7 +116,9 @@ class TFTPServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self.busy_poll = busy_poll
         self._pool = (
-            WorkerPool(workers, self.limits, self._worker_result, busy_poll) if workers else None
+            WorkerPool(workers, self.limits, self._worker_result, busy_poll, pin_workers)
+            if workers
+            else None
         )
         self._carrier: Carrier | None = None
 

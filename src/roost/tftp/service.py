@@ -55,6 +55,7 @@ class TFTPService:
             max_transfers=settings.max_transfers,
             on_transfer=self._publish,
             workers=settings.workers,
+            pin_workers=settings.pin_workers,
             busy_poll=settings.busy_poll / 1e6,
         )
         self._running = False

@@ -9,7 +9,8 @@ file itself and hands both descriptors to the least busy worker over a Unix sock
 thread of its own (:mod:`roost.tftp.threads`) and answers with the result; the server turns it
 into the transfer's event.
 A worker that dies takes its transfers with it (outcome ``error``); the server then carries new
-transfers itself. Run as ``python -m roost.tftp.worker FD LIMITS_JSON BUSY_POLL_SECONDS``.
+transfers itself. Run as ``python -m roost.tftp.worker FD LIMITS_JSON BUSY_POLL_SECONDS CPU``
+(CPU -1: not pinned).
 """
 
 from __future__ import annotations
@@ -76,8 +77,10 @@ class WorkerPool:
         limits: Limits,
         on_result: Callable[[int, TransferResult], None],
         busy_poll: float = 0.0,
+        pin: bool = False,
     ) -> None:
         self.count = count
+        self.pin = pin
         self.limits = limits
         self.busy_poll = busy_poll
         self.on_result = on_result
@@ -90,13 +93,15 @@ class WorkerPool:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        for _ in range(self.count):
+        cpus = sorted(os.sched_getaffinity(0))
+        for i in range(self.count):
+            cpu = cpus[i % len(cpus)] if self.pin else -1
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             ours.setblocking(False)
             try:
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "roost.tftp.worker", str(theirs.fileno()),
-                    json.dumps(asdict(self.limits)), str(self.busy_poll),
+                    json.dumps(asdict(self.limits)), str(self.busy_poll), str(cpu),
                     pass_fds=(theirs.fileno(),),
                 )  # fmt: skip
             finally:
@@ -226,6 +231,11 @@ def main(argv: list[str]) -> int:
     ctl.settimeout(_SEND_TIMEOUT)
     limits = Limits(**json.loads(argv[2]))
     busy_poll = float(argv[3])
+    cpu = int(argv[4])
+    if cpu >= 0:
+        # Before any thread starts: threads inherit it. The GIL lets one thread of the process
+        # run at a time anyway; on one CPU, waking transfers do not fight for it across CPUs.
+        os.sched_setaffinity(0, {cpu})
     try:
         import uvloop
 
