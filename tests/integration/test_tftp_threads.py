@@ -8,7 +8,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -58,6 +58,22 @@ class Carried:
         return self.results[count - 1]
 
 
+Carry = Callable[..., Carried]
+
+
+@pytest.fixture
+async def carry() -> AsyncIterator[Carry]:
+    made: list[Carried] = []
+
+    def make(busy_poll: float = 0.0) -> Carried:
+        made.append(Carried(busy_poll))
+        return made[-1]
+
+    yield make
+    for carried in made:
+        carried.carrier.close()
+
+
 @pytest.fixture
 async def client() -> AsyncIterator[RawClient]:
     c = RawClient()
@@ -101,8 +117,8 @@ async def serve_atftp(carried: Carried, tmp_path: Path, *options: str) -> Path:
     return got
 
 
-async def test_transfers_at_once_are_all_answered(client: RawClient) -> None:
-    carried = Carried()
+async def test_transfers_at_once_are_all_answered(client: RawClient, carry: Carry) -> None:
+    carried = carry()
     clients = [RawClient() for _ in range(24)]
     try:
         for c in clients:
@@ -118,24 +134,27 @@ async def test_transfers_at_once_are_all_answered(client: RawClient) -> None:
     finally:
         for c in clients:
             c.close()
-        carried.carrier.close()
 
 
-async def test_a_window_goes_out_whole_and_the_file_arrives_intact(tmp_path: Path) -> None:
-    carried = Carried()
+async def test_a_window_goes_out_whole_and_the_file_arrives_intact(
+    tmp_path: Path, carry: Carry
+) -> None:
+    carried = carry()
     got = await serve_atftp(carried, tmp_path, "windowsize 16", "blksize 1468")
     result = await carried.result()
     assert (result.outcome, result.windowsize, result.blksize) == ("ok", 16, 1468)
     assert got.read_bytes() == DATA * 100
 
 
-async def test_busy_polling_catches_a_fast_clients_acks_without_sleeping(tmp_path: Path) -> None:
+async def test_busy_polling_catches_a_fast_clients_acks_without_sleeping(
+    tmp_path: Path, carry: Carry
+) -> None:
     # atftp answers each DATA at once; lockstep at blksize 512 is one ACK per block. Without
     # busy polling the transfer sleeps in recv for every ACK; with a generous window it
     # catches them all while it polls.
     sleeps = {}
     for busy_poll in (0.0, 0.5):
-        carried = Carried(busy_poll)
+        carried = carry(busy_poll)
         got = await serve_atftp(carried, tmp_path)
         assert (await carried.result()).outcome == "ok"
         assert got.read_bytes() == DATA * 100  # 977 blocks
@@ -144,10 +163,10 @@ async def test_busy_polling_catches_a_fast_clients_acks_without_sleeping(tmp_pat
     assert sleeps[0.5] <= 5
 
 
-async def test_busy_polling_backs_off_for_slow_clients(client: RawClient) -> None:
+async def test_busy_polling_backs_off_for_slow_clients(client: RawClient, carry: Carry) -> None:
     # A client slower than the window (firmware on a real LAN): spins catch nothing, so the
     # transfer skips spinning for its next ACKs instead of burning a window before each.
-    carried = Carried(busy_poll=0.001)
+    carried = carry(busy_poll=0.001)
     carried.start(client.sock.getsockname())
     packet = await first_packet(client)
     got = bytearray()
@@ -167,8 +186,8 @@ async def test_busy_polling_backs_off_for_slow_clients(client: RawClient) -> Non
     assert 2 <= carrier.spins < carrier.sleeps / 2
 
 
-async def test_busy_polling_stops_when_a_process_carries_more_than_two() -> None:
-    carried = Carried(busy_poll=0.05)
+async def test_busy_polling_stops_when_a_process_carries_more_than_two(carry: Carry) -> None:
+    carried = carry(busy_poll=0.05)
     idle = [RawClient() for _ in range(2)]  # two transfers waiting throughout: never ACKed
     clients = [RawClient() for _ in range(3)]
     try:
@@ -189,13 +208,14 @@ async def test_busy_polling_stops_when_a_process_carries_more_than_two() -> None
         assert carried.carrier.spins == spins
         assert carried.carrier.sleeps >= 30
     finally:
-        carried.carrier.close()
         for c in idle + clients:
             c.close()
 
 
-async def test_the_receive_timeout_retransmits_then_gives_up(client: RawClient) -> None:
-    carried = Carried()
+async def test_the_receive_timeout_retransmits_then_gives_up(
+    client: RawClient, carry: Carry
+) -> None:
+    carried = carry()
     carried.start(client.sock.getsockname(), limits=Limits(timeout=1, retries=1))
     first = await first_packet(client)
     again, _ = await client.recv(wait=3.0)  # no ACK: the same block after the timeout
@@ -204,12 +224,12 @@ async def test_the_receive_timeout_retransmits_then_gives_up(client: RawClient) 
 
 
 async def test_an_ack_that_comes_after_the_deadline_is_answered_not_retransmitted(
-    client: RawClient,
+    client: RawClient, carry: Carry
 ) -> None:
     # A transfer whose thread gets the CPU only after its deadline (an overloaded machine;
     # here the clock jumps) must answer the client's ACK with DATA 1 before it looks at its
     # timer, not send the OACK again (atftp aborts on a second OACK).
-    carried = Carried()
+    carried = carry()
     late = 0.0
     carried.carrier.clock = lambda: time.monotonic() + late
     carried.start(client.sock.getsockname(), limits=Limits(timeout=1), options={"tsize": "0"})
@@ -223,10 +243,12 @@ async def test_an_ack_that_comes_after_the_deadline_is_answered_not_retransmitte
     assert (await carried.result()).outcome == "ok"
 
 
-async def test_closing_the_carrier_ends_a_transfer_asleep_in_recv(client: RawClient) -> None:
+async def test_closing_the_carrier_ends_a_transfer_asleep_in_recv(
+    client: RawClient, carry: Carry
+) -> None:
     # The thread sleeps in recv for an ACK that never comes; closing wakes it at once (not
     # after its 30 s timeout) and reports it stopped.
-    carried = Carried()
+    carried = carry()
     transfer = carried.start(client.sock.getsockname(), limits=Limits(timeout=30))
     assert isinstance(await first_packet(client), codec.Data)
     began = time.monotonic()
@@ -237,9 +259,9 @@ async def test_closing_the_carrier_ends_a_transfer_asleep_in_recv(client: RawCli
 
 
 async def test_malformed_datagrams_are_counted_and_the_transfer_carries_on(
-    client: RawClient,
+    client: RawClient, carry: Carry
 ) -> None:
-    carried = Carried()
+    carried = carry()
     carried.start(client.sock.getsockname())
     first = await first_packet(client)
     await client.send(b"\x42", client.peer)
@@ -247,3 +269,17 @@ async def test_malformed_datagrams_are_counted_and_the_transfer_carries_on(
     assert await client.fetch_rest(first) == DATA
     result = await carried.result()
     assert (result.outcome, result.malformed) == ("ok", 2)
+
+
+async def test_a_thread_serves_the_next_transfer_when_its_last_one_ends(
+    client: RawClient, carry: Carry
+) -> None:
+    carried = carry()
+    for n in (1, 2, 3):
+        carried.start(client.sock.getsockname())
+        assert await client.fetch_rest(await first_packet(client)) == DATA
+        assert (await carried.result(n)).outcome == "ok"
+        await asyncio.sleep(0.05)  # the thread parks after reporting
+    assert carried.carrier.threads == 1
+    carried.carrier.close()
+    assert not carried.carrier._idle
