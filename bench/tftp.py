@@ -236,7 +236,10 @@ async def serve(root: Path, workers: int) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="16 MiB and 200 clients (< 60 s)")
-    ap.add_argument("--workers", type=int, default=4, help="Roost's tftp.workers (default 4)")
+    cpus = len(os.sched_getaffinity(0))
+    ap.add_argument(
+        "--workers", type=int, default=cpus, help=f"Roost's tftp.workers (default: one per CPU, {cpus})"
+    )
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--clients", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
