@@ -238,7 +238,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="16 MiB and 200 clients (< 60 s)")
     cpus = len(os.sched_getaffinity(0))
     ap.add_argument(
-        "--workers", type=int, default=cpus, help=f"Roost's tftp.workers (default: one per CPU, {cpus})"
+        "--workers", type=int, default=cpus, help=f"Roost's tftp.workers (default {cpus}: per CPU)"
     )
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--clients", type=int, help=argparse.SUPPRESS)
