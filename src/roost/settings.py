@@ -159,7 +159,7 @@ class TFTPSettings(Section):
     workers: int = Field(default=0, ge=0, le=64)
     """Worker processes that carry transfers (0: all in the server process). A boot storm
     of lockstep clients is bound by per-packet kernel work; workers spread it over cores,
-    each transfer in a thread of its own."""
+    each transfer in a thread of its own. For storms, one per CPU."""
     pin_workers: bool = True
     """Keep each worker on one CPU, round-robin over the CPUs the server may use. A worker's
     threads share one GIL; on two CPUs at once they only pass it back and forth."""
