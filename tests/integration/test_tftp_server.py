@@ -302,17 +302,9 @@ async def test_busy_polling_backs_off_for_slow_clients(root: Path, client: RawCl
     async with serving(root, busy_poll=0.001) as srv:
         carrier = srv.server.carrier
         assert carrier is not None
-        packet = await client.request(srv.port, "f.bin")
-        got = bytearray()
-        while True:
-            assert isinstance(packet, codec.Data), packet
-            got += packet.data
-            await asyncio.sleep(0.01)
-            await client.ack(packet.block)
-            if len(packet.data) < 512:
-                break
-            packet, _ = await client.recv()
-        assert bytes(got) == (root / "f.bin").read_bytes()
+        first = await client.request(srv.port, "f.bin")
+        got = await client.fetch_rest(first, pause=0.01)
+        assert got == (root / "f.bin").read_bytes()
         assert (await srv.record()).outcome == "ok"
         # Spins on wake-ups 1, 3, 7 (each a miss, each skipping more), not on every one.
         assert 2 <= carrier.spin.misses < carrier.wakeups / 2

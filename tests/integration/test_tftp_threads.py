@@ -168,17 +168,7 @@ async def test_busy_polling_backs_off_for_slow_clients(client: RawClient, carry:
     # transfer skips spinning for its next ACKs instead of burning a window before each.
     carried = carry(busy_poll=0.001)
     carried.start(client.sock.getsockname())
-    packet = await first_packet(client)
-    got = bytearray()
-    while True:
-        assert isinstance(packet, codec.Data), packet
-        got += packet.data
-        await asyncio.sleep(0.01)
-        await client.ack(packet.block)
-        if len(packet.data) < 512:
-            break
-        packet, _ = await client.recv()
-    assert bytes(got) == DATA
+    assert await client.fetch_rest(await first_packet(client), pause=0.01) == DATA
     assert (await carried.result()).outcome == "ok"
     carrier = carried.carrier
     # Spins before ACKs 1, 3, 7 (each a miss, each skipping more), not before every one.

@@ -111,13 +111,16 @@ class RawClient:
     async def ack(self, block: int) -> None:
         await self.send(struct.pack("!HH", codec.ACK, block & 0xFFFF), self.peer)
 
-    async def fetch_rest(self, first: codec.Packet) -> bytes:
-        """ACK DATA in lockstep from ``first`` until a short block ends the file."""
+    async def fetch_rest(self, first: codec.Packet, pause: float = 0.0) -> bytes:
+        """ACK DATA in lockstep from ``first`` until a short block ends the file, ``pause``
+        seconds before each ACK (a slow client)."""
         got = bytearray()
         packet = first
         while True:
             assert isinstance(packet, codec.Data), packet
             got += packet.data
+            if pause:
+                await asyncio.sleep(pause)
             await self.ack(packet.block)
             if len(packet.data) < 512:
                 return bytes(got)

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from roost.tftp.codec import Request
 from roost.tftp.files import Snapshots, TFTPFile
 from roost.tftp.session import Limits, TFTPSession
-from roost.tftp.transfer import BusyPoll, TransferResult, enable_gso, send_window
+from roost.tftp.transfer import BusyPoll, TransferResult, enable_gso, open_session, send_window
 
 __all__ = ["ThreadCarrier", "ThreadTransfer"]
 
@@ -83,14 +83,7 @@ class ThreadCarrier:
         """Serve ``file`` for ``request`` over ``sock`` (bound, connected) until it ends; owns
         the socket and the file from here on, also when this raises. ``on_done`` is called on
         the event loop."""
-        try:
-            file = self.snapshots.share(file)
-            session = TFTPSession(request, file, limits, self.clock())
-            sock.setblocking(True)
-        except BaseException:
-            sock.close()
-            file.close()
-            raise
+        session = open_session(self.snapshots, sock, request, file, limits, self.clock(), True)
         transfer = ThreadTransfer(self, sock, session, request.filename, on_done)
         self._transfers.add(transfer)
         try:

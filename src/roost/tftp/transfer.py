@@ -33,7 +33,15 @@ from roost.tftp.codec import Request
 from roost.tftp.files import Snapshots, TFTPFile
 from roost.tftp.session import Limits, TFTPSession
 
-__all__ = ["BusyPoll", "Carrier", "Transfer", "TransferResult", "enable_gso", "send_window"]
+__all__ = [
+    "BusyPoll",
+    "Carrier",
+    "Transfer",
+    "TransferResult",
+    "enable_gso",
+    "open_session",
+    "send_window",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +77,29 @@ def enable_gso(sock: socket.socket, segment: int) -> int:
     except OSError:
         return 0
     return per_send
+
+
+def open_session(
+    snapshots: Snapshots,
+    sock: socket.socket,
+    request: Request,
+    file: TFTPFile,
+    limits: Limits,
+    now: float,
+    blocking: bool = False,
+) -> TFTPSession:
+    """The session of a transfer that starts now, its file shared through ``snapshots`` and
+    ``sock`` set ``blocking`` or not. A carrier owns ``sock`` and ``file`` from the call on:
+    when this raises, both are closed."""
+    try:
+        file = snapshots.share(file)
+        session = TFTPSession(request, file, limits, now)
+        sock.setblocking(blocking)
+    except BaseException:
+        sock.close()
+        file.close()
+        raise
+    return session
 
 
 def send_window(send: Callable[[bytes], int], out: list[bytes], gso: int) -> int:
@@ -147,13 +178,7 @@ class Carrier:
     ) -> Transfer:
         """Serve ``file`` for ``request`` over ``sock`` (bound, connected) until it ends; owns
         the socket and the file from here on, also when this raises."""
-        try:
-            file = self.snapshots.share(file)
-            session = TFTPSession(request, file, limits, self.loop.time())
-        except BaseException:
-            sock.close()
-            file.close()
-            raise
+        session = open_session(self.snapshots, sock, request, file, limits, self.loop.time())
         transfer = Transfer(self, sock, session, request.filename, on_done)
         self._transfers[sock.fileno()] = transfer
         self._epoll.register(sock.fileno(), select.EPOLLIN)
