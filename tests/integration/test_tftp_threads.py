@@ -273,3 +273,5 @@ async def test_a_thread_serves_the_next_transfer_when_its_last_one_ends(
     assert carried.carrier.threads == 1
     carried.carrier.close()
     assert not carried.carrier._idle
+    # A thread that parks after the close goes at once rather than waiting to be reused.
+    assert carried.carrier._park() is None and not carried.carrier._idle

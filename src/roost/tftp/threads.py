@@ -7,8 +7,8 @@ that serves it. Where clients share the server's CPUs (virtual machines on the h
 them, and the benchmark), this matters: the event-loop :class:`~roost.tftp.transfer.Carrier`
 answers every waiting ACK in one pass and wakes the clients one after another, and each then
 runs after hundreds of others on a cold cache. With 500 transfers of 1 MiB at once the clients
-spent 1.4-1.8x more CPU per packet against the carrier than against atftpd, and as much
-against these threads (docs/tftp.md).
+spent 1.4-1.8x more CPU per packet against the carrier than against atftpd; against these
+threads, the same as against atftpd (docs/tftp.md).
 
 Threads pay for it in the GIL: every ACK is a thread taking it. Only processes that do nothing
 else use them, and a few hundred transfers are spread over several (``tftp.workers``); the
@@ -68,6 +68,7 @@ class ThreadCarrier:
         """Threads started; each serves transfer after transfer while they keep coming."""
         self._transfers: set[ThreadTransfer] = set()
         self._idle: list[_Parked] = []
+        self._closed = False
 
     def __len__(self) -> int:
         return len(self._transfers)
@@ -97,6 +98,7 @@ class ThreadCarrier:
 
     def close(self) -> None:
         """End every transfer (``stopped``), wait for them, and let idle threads go."""
+        self._closed = True
         transfers = list(self._transfers)
         for transfer in transfers:
             transfer.stop()
@@ -133,7 +135,7 @@ class ThreadCarrier:
         """Wait as an idle thread for the next transfer; None: time to end."""
         parked = _Parked()
         self._idle.append(parked)
-        if parked.wake.acquire(timeout=_IDLE):
+        if not self._closed and parked.wake.acquire(timeout=_IDLE):
             return parked.transfer
         try:
             self._idle.remove(parked)
