@@ -96,6 +96,10 @@ class ThrowawayPostgres:
                     "max_connections=200",
                     "-c",
                     "shared_buffers=64MB",
+                    # Segments in the data directory, which stop() removes, not in /dev/shm,
+                    # where a server killed before it cleans up leaves them behind.
+                    "-c",
+                    "dynamic_shared_memory_type=mmap",
                 ]
             ),
             stdout=subprocess.DEVNULL,
