@@ -241,9 +241,8 @@ async def test_closing_the_carrier_ends_a_transfer_asleep_in_recv(
     carried = carry()
     transfer = carried.start(client.sock.getsockname(), limits=Limits(timeout=30))
     assert isinstance(await first_packet(client), codec.Data)
-    began = time.monotonic()
-    carried.carrier.close()
-    assert transfer.ended and time.monotonic() - began < 5
+    carried.carrier.close()  # waits up to 5 s for the thread: ended means it woke at once
+    assert transfer.ended
     assert (await carried.result()).outcome == "stopped"
     assert len(carried.carrier) == 0
 

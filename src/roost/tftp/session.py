@@ -30,8 +30,7 @@ MAX_BLKSIZE = 65464
 DEFAULT_BLKSIZE = 512
 READ_AHEAD = 64 * 1024
 """Bytes read from the file at once; a window of DATA packets is cut from one read."""
-_DATA_HEADER = struct.Struct("!HH")
-_pack = _DATA_HEADER.pack
+_pack = struct.Struct("!HH").pack  # opcode and block: a DATA header or a whole ACK
 _ACK, _DATA = codec.ACK, codec.DATA
 
 
@@ -234,7 +233,7 @@ class TFTPSession:
             out.append(packet)
         self._sent = last
         if self.windowsize == 1 and self.outcome is None:
-            self._lockstep_ack = _DATA_HEADER.pack(codec.ACK, last & 0xFFFF)
+            self._lockstep_ack = _pack(_ACK, last & 0xFFFF)
 
     def _data(self, block: int) -> bytes | None:
         offset = (block - 1) * self.blksize
@@ -249,7 +248,7 @@ class TFTPSession:
         if len(chunk) < self.blksize and block != self.blocks:
             self._fail(ErrorCode.NOT_DEFINED, "file changed while being sent", "error")
             return None
-        return _DATA_HEADER.pack(codec.DATA, block & 0xFFFF) + chunk
+        return _pack(_DATA, block & 0xFFFF) + chunk
 
     def _fill(self, offset: int) -> None:
         """Read ahead a run of whole blocks: one read for many packets."""
