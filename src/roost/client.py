@@ -68,6 +68,9 @@ class Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         self._http.close()
 
     def request(self, method: str, path: str, **kw: Any) -> Any:

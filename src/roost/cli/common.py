@@ -33,8 +33,11 @@ class State:
 
 
 def client(ctx: typer.Context) -> Client:
+    """The API client of this command, closed with it (in-process callers keep no socket)."""
     state: State = ctx.obj or State()
-    return Client(locate(state.url, state.token))
+    api = Client(locate(state.url, state.token))
+    ctx.call_on_close(api.close)
+    return api
 
 
 def settings_from(config: Path | None, **overrides: Any) -> Settings:

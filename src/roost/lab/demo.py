@@ -118,6 +118,8 @@ class Demo:
         self._relay_loop: Any = None
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._stopping = threading.Event()
+        self._follower: threading.Thread | None = None
+        self._api: Client | None = None
         self.url = ""
 
     # -- set-up ------------------------------------------------------------------------------
@@ -166,7 +168,8 @@ class Demo:
             f"beside it: ROOST_DATA_DIR={self.data_dir} roost events --follow, or\n"
             f"curl -H 'Authorization: Bearer {token}' {self.url}/api/v1/events"
         )
-        return Client(Connection(self.url, token))
+        self._api = Client(Connection(self.url, token))
+        return self._api
 
     def _start_relay(self) -> int:
         ready: queue.Queue[int | BaseException] = queue.Queue()
@@ -250,7 +253,8 @@ class Demo:
                 pass
             self.events.put(None)
 
-        threading.Thread(target=pump, name="events", daemon=True).start()
+        self._follower = threading.Thread(target=pump, name="events", daemon=True)
+        self._follower.start()
 
     def start_guests(self, img: image.CommissioningImage) -> Board:
         specs = qemu.default_specs(self.opts.guests, self.opts.firmware)  # type: ignore[arg-type]
@@ -270,6 +274,10 @@ class Demo:
         self._stopping.set()  # the event follower ends instead of reconnecting
         if self._relay_loop is not None:
             self._relay_loop.call_soon_threadsafe(self._relay_loop.stop)
+        if self._follower is not None:  # the relay closing its connections ends the stream
+            self._follower.join(timeout=5)
+        if self._api is not None:  # its pooled keep-alive sockets, before GC finds them open
+            self._api.close()
         return self.lab.down()
 
 
