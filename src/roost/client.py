@@ -73,6 +73,10 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._http.is_closed
+
     def request(self, method: str, path: str, **kw: Any) -> Any:
         try:
             resp = self._http.request(method, f"/api/v1{path}", **kw)

@@ -44,6 +44,8 @@ def demo() -> Iterator[Demo]:
     finally:
         run.stop()
         shutil.rmtree(root, ignore_errors=True)
+    # Its pooled keep-alive socket, left open, warned in whichever later test freed it.
+    assert run.api is not None and run.api.closed, "the demo left its API client open"
 
 
 def _boot(run: Demo) -> tuple[Board, Client]:

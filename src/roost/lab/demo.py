@@ -119,7 +119,7 @@ class Demo:
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._stopping = threading.Event()
         self._follower: threading.Thread | None = None
-        self._api: Client | None = None
+        self.api: Client | None = None
         self.url = ""
 
     # -- set-up ------------------------------------------------------------------------------
@@ -168,8 +168,8 @@ class Demo:
             f"beside it: ROOST_DATA_DIR={self.data_dir} roost events --follow, or\n"
             f"curl -H 'Authorization: Bearer {token}' {self.url}/api/v1/events"
         )
-        self._api = Client(Connection(self.url, token))
-        return self._api
+        self.api = Client(Connection(self.url, token))
+        return self.api
 
     def _start_relay(self) -> int:
         ready: queue.Queue[int | BaseException] = queue.Queue()
@@ -276,8 +276,8 @@ class Demo:
             self._relay_loop.call_soon_threadsafe(self._relay_loop.stop)
         if self._follower is not None:  # the relay closing its connections ends the stream
             self._follower.join(timeout=5)
-        if self._api is not None:  # its pooled keep-alive sockets, before GC finds them open
-            self._api.close()
+        if self.api is not None:  # its pooled keep-alive sockets, before GC finds them open
+            self.api.close()
         return self.lab.down()
 
 
