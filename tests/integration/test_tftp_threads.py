@@ -86,6 +86,17 @@ async def first_packet(client: RawClient) -> codec.Packet:
     return packet
 
 
+async def fetch_all(carried: Carried, clients: list[RawClient]) -> None:
+    """Start a transfer for each client at once and check every one gets the whole file."""
+    for c in clients:
+        carried.start(c.sock.getsockname())
+    firsts = [await first_packet(c) for c in clients]
+    got = await asyncio.gather(
+        *(c.fetch_rest(first) for c, first in zip(clients, firsts, strict=True))
+    )
+    assert set(got) == {DATA}
+
+
 async def serve_atftp(carried: Carried, tmp_path: Path, *options: str) -> Path:
     """Run atftp against a port of the test's own, start a thread transfer for its request,
     and return the file it wrote."""
@@ -121,13 +132,7 @@ async def test_transfers_at_once_are_all_answered(client: RawClient, carry: Carr
     carried = carry()
     clients = [RawClient() for _ in range(24)]
     try:
-        for c in clients:
-            carried.start(c.sock.getsockname())
-        firsts = [await first_packet(c) for c in clients]
-        got = await asyncio.gather(
-            *(c.fetch_rest(first) for c, first in zip(clients, firsts, strict=True))
-        )
-        assert set(got) == {DATA}
+        await fetch_all(carried, clients)
         await carried.result(24)
         assert {r.outcome for r in carried.results} == {"ok"}
         assert len(carried.carrier) == 0
@@ -186,13 +191,7 @@ async def test_busy_polling_stops_when_a_process_carries_more_than_two(carry: Ca
             await first_packet(c)
         spins = carried.carrier.spins  # each polled once while it was one of at most two
         assert spins <= 2
-        for c in clients:
-            carried.start(c.sock.getsockname())
-        firsts = [await first_packet(c) for c in clients]
-        got = await asyncio.gather(
-            *(c.fetch_rest(first) for c, first in zip(clients, firsts, strict=True))
-        )
-        assert set(got) == {DATA}
+        await fetch_all(carried, clients)
         await carried.result(3)
         # With at least three in flight, none polls: 10 ACK waits each, all asleep in recv.
         assert carried.carrier.spins == spins
