@@ -10,12 +10,30 @@ cheaper than a hop through a thread pool for every 1.4 KB block.
 from __future__ import annotations
 
 import os
-from typing import Protocol, runtime_checkable
+import struct
+from typing import NamedTuple, Protocol, runtime_checkable
 
-__all__ = ["NETASCII_LIMIT", "MemoryFile", "OpenFile", "Snapshots", "TFTPFile", "to_netascii"]
+from roost.tftp.codec import ACK, DATA
+
+__all__ = [
+    "NETASCII_LIMIT",
+    "MemoryFile",
+    "OpenFile",
+    "Packets",
+    "Snapshots",
+    "TFTPFile",
+    "to_netascii",
+]
 
 NETASCII_LIMIT = 16 * 1024 * 1024
 """Largest file served in netascii mode; the conversion happens in memory."""
+PACKETS_MIN_BLKSIZE = 512
+"""Smallest block size a snapshot's packets are built for: below it a packet's own overhead
+(``_PACKET_OVERHEAD``) is a large part of the block."""
+_PACKET_OVERHEAD = 90
+"""Bytes a built packet costs besides its block, about: its header, and two bytes objects and
+list slots (the packet and its ACK)."""
+_pack = struct.Struct("!HH").pack
 
 
 @runtime_checkable
@@ -30,6 +48,30 @@ class TFTPFile(Protocol):
     def close(self) -> None: ...
 
 
+class Packets(NamedTuple):
+    """Every DATA packet of a file at one block size, and every ACK a client answers them with,
+    built once: ``data[b]`` and ``acks[b]`` are block ``b``'s (``data[0]`` is empty, ``acks[0]``
+    is ACK 0). Shared by every transfer of the file at that size, so the packet path only looks
+    a packet up."""
+
+    data: list[bytes]
+    acks: list[bytes]
+
+    @classmethod
+    def build(cls, content: memoryview, blksize: int) -> Packets:
+        # RFC 1350 §6: a block shorter than blksize ends the file, so an exact multiple of
+        # blksize ends with an empty block.
+        blocks = len(content) // blksize + 1
+        data = [b""]
+        acks = [_pack(ACK, 0)]
+        for block in range(1, blocks + 1):
+            wire = block & 0xFFFF
+            start = (block - 1) * blksize
+            data.append(_pack(DATA, wire) + content[start : start + blksize])
+            acks.append(_pack(ACK, wire))
+        return cls(data, acks)
+
+
 class MemoryFile:
     """Content held in memory, e.g. an iPXE script rendered for one client."""
 
@@ -40,6 +82,11 @@ class MemoryFile:
     def view(self) -> memoryview:
         """The whole content, uncopied: a session cuts its DATA packets straight from it."""
         return self._data
+
+    def packets(self, blksize: int) -> Packets | None:
+        """The content's packets at ``blksize`` when they are kept built (shared snapshots),
+        else None: the session cuts each packet from :meth:`view` as it goes."""
+        return None
 
     def readinto(self, offset: int, buf: memoryview) -> int:
         chunk = self._data[offset : offset + len(buf)]
@@ -99,36 +146,54 @@ class Snapshots:
             buf = bytearray(st.st_size)
             if file.readinto(0, memoryview(buf)) != st.st_size:
                 return file
-            snapshot = self._held[key] = _Snapshot(key, bytes(buf))
+            snapshot = self._held[key] = _Snapshot(self, key, bytes(buf))
             self._total += st.st_size
         snapshot.users += 1
         file.close()
-        return _SharedFile(self, snapshot)
+        return _SharedFile(snapshot)
 
     def _release(self, snapshot: _Snapshot) -> None:
         snapshot.users -= 1
         if snapshot.users == 0 and self._held.pop(snapshot.key, None) is not None:
-            self._total -= len(snapshot.data)
+            self._total -= snapshot.footprint
 
 
 class _Snapshot:
-    def __init__(self, key: tuple[int, ...], data: bytes) -> None:
+    def __init__(self, owner: Snapshots, key: tuple[int, ...], data: bytes) -> None:
+        self.owner = owner
         self.key = key
         self.data = data
         self.users = 0
+        self.footprint = len(data)
+        """Bytes this snapshot counts against the owner's limit: its data and packets."""
+        self.built: dict[int, Packets] = {}  # by block size
+
+    def packets(self, blksize: int) -> Packets | None:
+        packets = self.built.get(blksize)
+        if packets is None and blksize >= PACKETS_MIN_BLKSIZE:
+            size = len(self.data)
+            cost = size + (size // blksize + 2) * _PACKET_OVERHEAD
+            if self.owner._total + cost > self.owner.total_limit:
+                return None
+            packets = self.built[blksize] = Packets.build(memoryview(self.data), blksize)
+            self.footprint += cost
+            self.owner._total += cost
+        return packets
 
 
 class _SharedFile(MemoryFile):
-    def __init__(self, owner: Snapshots, snapshot: _Snapshot) -> None:
+    def __init__(self, snapshot: _Snapshot) -> None:
         super().__init__(snapshot.data)
-        self._owner: Snapshots | None = owner
-        self._snapshot = snapshot
+        self._snapshot: _Snapshot | None = snapshot
+
+    def packets(self, blksize: int) -> Packets | None:
+        return None if self._snapshot is None else self._snapshot.packets(blksize)
 
     def close(self) -> None:
         super().close()
-        if self._owner is not None:
-            self._owner._release(self._snapshot)
-            self._owner = None
+        if self._snapshot is not None:
+            self._snapshot.owner._release(self._snapshot)
+            self._snapshot = None
 
 
 def to_netascii(file: TFTPFile) -> TFTPFile:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from roost.tftp import codec
 from roost.tftp.codec import ErrorCode, Request
-from roost.tftp.files import MemoryFile, TFTPFile
+from roost.tftp.files import MemoryFile, Packets, TFTPFile
 
 __all__ = ["MAX_BLKSIZE", "Limits", "Negotiated", "TFTPSession", "negotiate"]
 
@@ -111,8 +111,11 @@ class TFTPSession:
         self._cache = memoryview(b"")
         self._cache_at = 0
         self._hot_first = self._hot_last = 0  # blocks the hot path may cut from the cache
+        # Packets built once for every transfer of a shared snapshot: looked up, not cut.
+        self._built: Packets | None = None
         if isinstance(file, MemoryFile):
             self._set_cache(file.view(), 0)
+            self._built = file.packets(self.blksize)
         self._oack = codec.encode(codec.OptionAck(n.oack)) if n.oack else None
         # The exact ACK that :meth:`receive_ack` takes: of the newest block, in lockstep, while
         # the transfer runs; None otherwise.
@@ -148,6 +151,10 @@ class TFTPSession:
         self._sent = sent
         self._tries = 0
         self._deadline = now + self.timeout
+        built = self._built
+        if built is not None:
+            self._lockstep_ack = built.acks[sent]
+            return built.data[sent]
         wire = sent & 0xFFFF
         self._lockstep_ack = _pack(_ACK, wire)
         start = acked * self.blksize - self._cache_at
@@ -236,6 +243,8 @@ class TFTPSession:
             self._lockstep_ack = _pack(_ACK, last & 0xFFFF)
 
     def _data(self, block: int) -> bytes | None:
+        if self._built is not None:
+            return self._built.data[block]
         offset = (block - 1) * self.blksize
         if offset >= self.size:
             chunk = memoryview(b"")  # the empty block after an exact multiple of blksize
