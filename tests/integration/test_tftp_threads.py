@@ -1,6 +1,7 @@
 """Transfers in threads (what worker processes run), driven directly: real sockets on
 loopback, hand-driven clients and atftp, the carrier's counters to see how each transfer
-waited."""
+waited. Every test runs twice: serving content held in memory (blocks cut as they go) and a
+file on disk (a shared snapshot with its packets built, the hot path's own loop)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from roost.tftp import codec
-from roost.tftp.files import MemoryFile
+from roost.tftp.files import MemoryFile, OpenFile, TFTPFile
 from roost.tftp.session import Limits
 from roost.tftp.threads import ThreadCarrier, ThreadTransfer
 from roost.tftp.transfer import TransferResult
@@ -27,8 +28,10 @@ LIMITS = Limits(max_blksize=1468, max_windowsize=64)
 class Carried:
     """A thread carrier and the results of its transfers, in order of ending."""
 
-    def __init__(self, busy_poll: float = 0.0) -> None:
+    def __init__(self, busy_poll: float, files: Path | None) -> None:
         self.carrier = ThreadCarrier(busy_poll)
+        self.files = files
+        """Where content is written to be served from disk; None serves it from memory."""
         self.results: list[TransferResult] = []
         self._ended = asyncio.Event()
 
@@ -44,7 +47,16 @@ class Carried:
         sock.bind(("127.0.0.1", 0))
         sock.connect(peer)
         request = codec.Request(codec.RRQ, "f.bin", "octet", options or {})
-        return self.carrier.start(sock, request, MemoryFile(data), limits, self._done)
+        transfer = self.carrier.start(sock, request, self._file(data), limits, self._done)
+        assert (transfer.session._built is not None) == (self.files is not None)
+        return transfer
+
+    def _file(self, data: bytes) -> TFTPFile:
+        if self.files is None:
+            return MemoryFile(data)
+        path = self.files / f"{len(list(self.files.iterdir()))}.bin"
+        path.write_bytes(data)
+        return OpenFile(os.open(path, os.O_RDONLY))
 
     def _done(self, _transfer: ThreadTransfer, result: TransferResult) -> None:
         self.results.append(result)
@@ -61,12 +73,15 @@ class Carried:
 Carry = Callable[..., Carried]
 
 
-@pytest.fixture
-async def carry() -> AsyncIterator[Carry]:
+@pytest.fixture(params=["cut", "built"])
+async def carry(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Carry]:
     made: list[Carried] = []
+    files = tmp_path / "served" if request.param == "built" else None
+    if files is not None:
+        files.mkdir()
 
     def make(busy_poll: float = 0.0) -> Carried:
-        made.append(Carried(busy_poll))
+        made.append(Carried(busy_poll, files))
         return made[-1]
 
     yield make
@@ -210,6 +225,25 @@ async def test_the_receive_timeout_retransmits_then_gives_up(
     again, _ = await client.recv(wait=3.0)  # no ACK: the same block after the timeout
     assert isinstance(first, codec.Data) and again == first
     assert (await carried.result()).outcome == "timeout"
+
+
+async def test_a_client_that_goes_quiet_mid_transfer_gets_its_block_again(
+    client: RawClient, carry: Carry
+) -> None:
+    # The timeout comes while the thread is in its lockstep loop: the transfer resends the
+    # block the client missed (not an older one) and carries on when the ACKs come back.
+    carried = carry()
+    carried.start(client.sock.getsockname(), limits=Limits(timeout=1, retries=3))
+    assert await first_packet(client) == codec.Data(1, DATA[:512])
+    await client.ack(1)
+    await client.recv()  # DATA 2, answered by the loop
+    await client.ack(2)
+    third, _ = await client.recv()
+    assert third == codec.Data(3, DATA[1024:1536])
+    again, _ = await client.recv(wait=3.0)  # no ACK: block 3 again after the timeout
+    assert again == third
+    assert DATA[:1024] + await client.fetch_rest(again) == DATA
+    assert (await carried.result()).outcome == "ok"
 
 
 async def test_an_ack_that_comes_after_the_deadline_is_answered_not_retransmitted(

@@ -120,3 +120,58 @@ def test_built_block_numbers_roll_over_past_65535() -> None:
         (2, 0),
     ]
     assert packets.acks[65_536] == ack(0) and packets.acks[65_538] == ack(2)
+
+
+def test_a_transports_own_lockstep_run_moves_the_session_as_receive_ack_would(
+    tmp_path: Path,
+) -> None:
+    content = os.urandom(10 * 512 + 100)
+    path = tmp_path / "boot.bin"
+    path.write_bytes(content)
+    request = codec.Request(codec.RRQ, "boot.bin", "octet", {})
+    run_by_hand = TFTPSession(request, shared(path, Snapshots()), LIMITS, 0.0)
+    one_by_one = TFTPSession(request, MemoryFile(content), LIMITS, 0.0)
+    assert run_by_hand.datagrams_to_send(0.0) == one_by_one.datagrams_to_send(0.0)  # DATA 1
+    run = run_by_hand.lockstep_run()
+    assert run is not None
+    sent, last, packets, acks = run
+    assert (sent, last) == (1, 10)  # DATA 1 out; block 11, the short one, is never in a run
+    for block in range(1, 5):  # the client ACKs 1..4, answered with DATA 2..5
+        assert acks[sent] == ack(block)
+        sent += 1
+        assert packets[sent] == one_by_one.receive_ack(ack(block), float(block))
+    run_by_hand.lockstep_ran(sent, 4.0)
+    assert run_by_hand.next_timer() == one_by_one.next_timer() == 5.0
+    assert run_by_hand.bytes_acked == one_by_one.bytes_acked == 4 * 512
+    # Then both go on alike: a duplicate ACK is ignored, the timer resends DATA 5.
+    for session in (run_by_hand, one_by_one):
+        assert session.receive_ack(ack(4), 4.5) is None
+        session.receive(ack(4), 4.5)
+        session.handle_timer(5.0)
+    assert run_by_hand.datagrams_to_send(5.0) == one_by_one.datagrams_to_send(5.0)
+    for block in range(5, 12):  # and to the end
+        for session in (run_by_hand, one_by_one):
+            session.receive(ack(block), 6.0)
+        assert run_by_hand.datagrams_to_send(6.0) == one_by_one.datagrams_to_send(6.0)
+    assert run_by_hand.outcome == one_by_one.outcome == "ok"
+
+
+def test_no_lockstep_run_without_built_packets_or_outside_lockstep(tmp_path: Path) -> None:
+    path = tmp_path / "boot.bin"
+    path.write_bytes(os.urandom(3000))
+    snapshots = Snapshots()
+
+    def session(**options: str) -> TFTPSession:
+        request = codec.Request(codec.RRQ, "boot.bin", "octet", options)
+        return TFTPSession(request, shared(path, snapshots), LIMITS, 0.0)
+
+    assert TFTPSession(codec.Request(codec.RRQ, "f", "octet", {}), MemoryFile(bytes(3000)),
+                       LIMITS, 0.0).lockstep_run() is None  # fmt: skip
+    assert session(windowsize="4").lockstep_run() is None
+    waiting = session(tsize="0")  # the OACK is not acknowledged yet
+    assert waiting.lockstep_run() is None
+    waiting.receive(ack(0), 0.0)
+    assert waiting.lockstep_run() is not None
+    ended = session()
+    ended.abort("stopped")
+    assert ended.lockstep_run() is None

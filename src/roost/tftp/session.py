@@ -160,6 +160,27 @@ class TFTPSession:
         start = acked * self.blksize - self._cache_at
         return _pack(_DATA, wire) + self._cache[start : start + self.blksize]
 
+    def lockstep_run(self) -> tuple[int, int, list[bytes], list[bytes]] | None:
+        """The lockstep hot path for a transport's own loop, over built packets:
+        ``(sent, last, data, acks)``. While the client's next datagram is ``acks[sent]`` and
+        ``sent < last``, answer it with ``data[sent + 1]`` and count ``sent`` on; then tell the
+        session with :meth:`lockstep_ran`. None when the transfer is not in lockstep over built
+        packets (a window, blocks cut as they go, the OACK not yet acknowledged, ended)."""
+        built = self._built
+        if built is None or self._lockstep_ack is None:
+            return None
+        return self._sent, self._hot_last, built.data, built.acks
+
+    def lockstep_ran(self, sent: int, now: float) -> None:
+        """A run from :meth:`lockstep_run` sent DATA up to block ``sent``, the last of it on
+        an ACK taken at ``now``."""
+        if sent > self._sent and self._built is not None:
+            self._acked = sent - 1
+            self._sent = sent
+            self._tries = 0
+            self._deadline = now + self.timeout
+            self._lockstep_ack = self._built.acks[sent]
+
     def receive(self, datagram: bytes, now: float) -> bool:
         """Feed one datagram from the client; return False when it was malformed (dropped)."""
         if len(datagram) != 4 or datagram[1] != codec.ACK or datagram[0] or self._oack:

@@ -202,6 +202,7 @@ class ThreadTransfer:
         self.spin = BusyPoll(carrier.busy_poll)
         self.gso = 0  # packets per UDP GSO send; 0 sends one packet per syscall
         self._armed = 0.0  # the socket's receive timeout, seconds
+        self._sleeps = 0  # of the lockstep hot path, added to the carrier's at the end
         self._running = _thread.allocate_lock()
 
     def join(self, timeout: float) -> bool:
@@ -235,7 +236,7 @@ class ThreadTransfer:
 
     def _serve(self) -> None:
         session, carrier, sock, spin = self.session, self.carrier, self.sock, self.spin
-        clock, recv, send, transfers = carrier.clock, sock.recv, sock.send, carrier._transfers
+        clock, send, transfers = carrier.clock, sock.send, carrier._transfers
         receive_ack = session.receive_ack
         sleeps = 0
         data: bytes | None = None
@@ -271,23 +272,54 @@ class ThreadTransfer:
                     if polling:
                         send(packet)
                         continue
-                    # The lockstep hot path, as long as ACKs keep coming: answer, sleep, repeat.
-                    # The socket's timeout stays as armed: each DATA moves the deadline to a
-                    # full timeout from now.
-                    while packet is not None:
-                        send(packet)
-                        sleeps += 1
-                        data = recv(2048)
-                        now = clock()
-                        packet = receive_ack(data, now)
-                except (BlockingIOError, InterruptedError):  # timed out
-                    data, now = None, clock()
+                    data, now = self._lockstep(packet, now)
                 except OSError:  # e.g. ICMP port unreachable: the client is gone
                     session.abort("unreachable")
                     return
                 held = True
         finally:
-            carrier.sleeps += sleeps
+            carrier.sleeps += sleeps + self._sleeps
+
+    def _lockstep(self, packet: bytes, now: float) -> tuple[bytes | None, float]:
+        """The lockstep hot path, as long as ACKs keep coming: answer, sleep, repeat. Starts by
+        sending ``packet``, the answer to the ACK taken at ``now``; returns the datagram that
+        did not fit (None: the receive timed out) and when it came. The socket's timeout stays
+        as armed: each DATA moves the deadline to a full timeout from then."""
+        session, sock, clock = self.session, self.sock, self.carrier.clock
+        send, recv = sock.send, sock.recv
+        sleeps = 0
+        try:
+            run = session.lockstep_run()
+            if run is None:  # blocks cut as they go: one session call per ACK
+                answer: bytes | None = packet
+                while answer is not None:
+                    send(answer)
+                    sleeps += 1
+                    data = recv(2048)
+                    now = clock()
+                    answer = session.receive_ack(data, now)
+                return data, now
+            # Built packets: the loop only compares and looks up, and tells the session after.
+            sent, last, packets, acks = run
+            expect = acks[sent]
+            send(packet)
+            try:
+                while True:
+                    sleeps += 1
+                    data = recv(2048)
+                    if data != expect or sent >= last:
+                        break
+                    now = clock()
+                    sent += 1
+                    send(packets[sent])
+                    expect = acks[sent]
+            finally:
+                session.lockstep_ran(sent, now)
+            return data, clock()
+        except (BlockingIOError, InterruptedError):  # timed out
+            return None, clock()
+        finally:
+            self._sleeps += sleeps
 
     def _recv(self) -> bytes | None:
         """The next datagram; None when the receive timed out or the client is gone (then the
