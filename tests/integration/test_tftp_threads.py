@@ -204,12 +204,15 @@ async def test_busy_polling_stops_when_a_process_carries_more_than_two(carry: Ca
         for c in idle:
             carried.start(c.sock.getsockname(), limits=Limits(timeout=30))
             await first_packet(c)
-        spins = carried.carrier.spins  # each polled once while it was one of at most two
-        assert spins <= 2
+        # Each polls once after its first block, as one of at most two (it may start just
+        # after the client has the block), then sleeps in recv.
+        async with asyncio.timeout(5):
+            while carried.carrier.spins < 2:  # noqa: ASYNC110 - counted in threads, no event
+                await asyncio.sleep(0.01)
         await fetch_all(carried, clients)
         await carried.result(3)
         # With at least three in flight, none polls: 10 ACK waits each, all asleep in recv.
-        assert carried.carrier.spins == spins
+        assert carried.carrier.spins == 2
         assert carried.carrier.sleeps >= 30
     finally:
         for c in idle + clients:
