@@ -291,9 +291,14 @@ async def test_malformed_datagrams_are_counted_and_the_transfer_carries_on(
     first = await first_packet(client)
     await client.send(b"\x42", client.peer)
     await client.send(b"\x00\x04\x00\x01trailing", client.peer)
-    assert await client.fetch_rest(first) == DATA
+    await client.ack(1)
+    second, _ = await client.recv()  # the thread is in its lockstep loop from here
+    await client.send(b"\x00\x04\x00\x02trailing", client.peer)
+    await client.send(b"\x42", client.peer)
+    assert first == codec.Data(1, DATA[:512])
+    assert DATA[:512] + await client.fetch_rest(second) == DATA
     result = await carried.result()
-    assert (result.outcome, result.malformed) == ("ok", 2)
+    assert (result.outcome, result.malformed) == ("ok", 4)
 
 
 async def test_a_thread_serves_the_next_transfer_when_its_last_one_ends(
