@@ -14,19 +14,13 @@ from roost.tftp import codec
 from roost.tftp.codec import ErrorCode
 from roost.tftp.session import Limits
 from tests.integration.tftp_helpers import RawClient, metric, need, run, serving
-from tests.unit.test_tftp_resolver import TRAVERSAL
+from tests.unit.test_tftp_resolver import TRAVERSAL, traversal_tree
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "secret").write_bytes(b"secret")
-    root = tmp_path / "root"
-    root.mkdir()
+    root = traversal_tree(tmp_path)
     (root / "f.bin").write_bytes(os.urandom(5000))
-    (root / "out").symlink_to(outside)
-    (root / "out-file").symlink_to(outside / "secret")
     return root
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from roost.tftp import resolver
 from roost.tftp.files import MemoryFile, OpenFile, Snapshots, TFTPFile, to_netascii
 from roost.tftp.resolver import ChainResolver, DirectoryResolver, TFTPDenied, safe_parts
 
@@ -35,14 +36,16 @@ TRAVERSAL = [
     "a/" * 128 + "b",
     "out/secret",  # symlink to a directory outside the root
     "out-file",  # symlink to a file outside the root
+    "rel-out",  # relative symlink out of the root
+    "sub/rel-up-out",  # relative symlink that climbs out through the parent
     "",
     ".",
     "./",
 ]
 
 
-@pytest.fixture
-def tree(tmp_path: Path) -> Path:
+def traversal_tree(tmp_path: Path) -> Path:
+    """A root with files, symlinks in and out of it and a FIFO, for :data:`TRAVERSAL`."""
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret").write_bytes(b"secret")
@@ -52,9 +55,29 @@ def tree(tmp_path: Path) -> Path:
     (root / "sub" / "undionly.kpxe").write_bytes(b"kpxe")
     (root / "out").symlink_to(outside)
     (root / "out-file").symlink_to(outside / "secret")
-    (root / "in-link").symlink_to(root / "sub" / "undionly.kpxe")
+    (root / "in-link").symlink_to(root / "sub" / "undionly.kpxe")  # absolute, inside
+    (root / "rel-link").symlink_to("sub/undionly.kpxe")
+    (root / "sub" / "rel-up").symlink_to("../ipxe.efi")  # climbs, but stays inside
+    (root / "rel-out").symlink_to("../outside/secret")
+    (root / "sub" / "rel-up-out").symlink_to("../../outside/secret")
     os.mkfifo(root / "fifo")
     return root
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    return traversal_tree(tmp_path)
+
+
+@pytest.fixture(params=["openat2", "checked"])
+def opening(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A test that takes this runs both ways a name is opened: with the kernel's openat2, and
+    the checked way alone (as on a kernel without openat2)."""
+    if request.param == "checked":
+        monkeypatch.setattr(resolver, "_syscall", None)
+    elif resolver._syscall is None:
+        pytest.skip("no syscall() in this libc: openat2 cannot be called")
+    return str(request.param)
 
 
 def read_all(f: TFTPFile) -> bytes:
@@ -65,24 +88,26 @@ def read_all(f: TFTPFile) -> bytes:
 
 
 @pytest.mark.parametrize("name", TRAVERSAL)
-async def test_traversal_corpus_is_refused(tree: Path, name: str) -> None:
+async def test_traversal_corpus_is_refused(tree: Path, name: str, opening: str) -> None:
     with pytest.raises(TFTPDenied):
         await DirectoryResolver(tree).resolve(name, CLIENT)
 
 
-async def test_files_inside_the_root_are_served(tree: Path) -> None:
+async def test_files_inside_the_root_are_served(tree: Path, opening: str) -> None:
     r = DirectoryResolver(tree)
     for name, want in [
         ("ipxe.efi", b"EFI" * 100),
         ("sub/undionly.kpxe", b"kpxe"),
         ("sub//./undionly.kpxe", b"kpxe"),
         ("in-link", b"kpxe"),  # a symlink that stays inside the tree is fine
+        ("rel-link", b"kpxe"),
+        ("sub/rel-up", b"EFI" * 100),
     ]:
         f = await r.resolve(name, CLIENT)
         assert f is not None and read_all(f) == want
 
 
-async def test_missing_file_is_none_and_special_files_are_refused(tree: Path) -> None:
+async def test_missing_file_is_none_and_special_files_are_refused(tree: Path, opening: str) -> None:
     r = DirectoryResolver(tree)
     assert await r.resolve("nope.efi", CLIENT) is None
     assert await r.resolve("sub/nope/deeper", CLIENT) is None
@@ -90,6 +115,30 @@ async def test_missing_file_is_none_and_special_files_are_refused(tree: Path) ->
         await r.resolve("fifo", CLIENT)  # and does not block opening it
     with pytest.raises(TFTPDenied):
         await r.resolve("sub", CLIENT)
+
+
+async def test_openat2_opens_names_in_one_call_where_the_kernel_has_it(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if resolver._syscall is None:
+        pytest.skip("no syscall() in this libc: openat2 cannot be called")
+    walked: list[str] = []
+    realpath = os.path.realpath
+
+    def counted(path: str) -> str:
+        walked.append(path)
+        return realpath(path)
+
+    monkeypatch.setattr(os.path, "realpath", counted)
+    r = DirectoryResolver(tree)
+    for name in ("ipxe.efi", "sub/undionly.kpxe", "rel-link", "sub/rel-up", "nope"):
+        found = await r.resolve(name, CLIENT)
+        if found is not None:
+            found.close()
+    assert walked == []  # no name needed the checked walk
+    assert await r.resolve("in-link", CLIENT) is not None  # absolute: openat2 refuses it,
+    assert walked  # so it is walked and checked, and served because it stays inside
+    assert resolver._syscall is not None  # the kernel has openat2: still in use
 
 
 def test_safe_parts_normalises_harmless_forms() -> None:
