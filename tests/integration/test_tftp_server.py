@@ -192,6 +192,22 @@ async def test_workers_are_pinned_one_cpu_each_within_the_servers_cpus(root: Pat
             assert got == [set(cpus)] * 3
 
 
+async def test_workers_and_their_transfer_threads_do_not_preempt_on_wake_up(root: Path) -> None:
+    async with serving(root, workers=1, limits=Limits(timeout=30)) as srv:
+        pool = srv.server._pool
+        assert pool is not None
+        client = RawClient()
+        try:
+            first = await client.request(srv.port, "f.bin")  # its thread now waits for ACK 1
+            tasks = [int(t) for t in os.listdir(f"/proc/{pool._workers[0].proc.pid}/task")]
+            assert len(tasks) >= 2  # the worker's event loop and the transfer's thread
+            assert {os.sched_getscheduler(t) for t in tasks} == {os.SCHED_BATCH}
+            assert await client.fetch_rest(first) == (root / "f.bin").read_bytes()
+        finally:
+            client.close()
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the server process is left as it was
+
+
 async def test_lost_workers_fail_their_transfers_and_the_server_carries_on(root: Path) -> None:
     async with serving(root, workers=1, limits=Limits(timeout=30)) as srv:
         pool = srv.server._pool
