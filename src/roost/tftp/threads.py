@@ -12,12 +12,15 @@ threads, the same as against atftpd (docs/tftp.md).
 
 Threads pay for it in the GIL: every ACK is a thread taking it. Only processes that do nothing
 else use them, and a few hundred transfers are spread over several (``tftp.workers``); the
-server process keeps the carrier, which shares its one thread with the event loop. A lockstep
-ACK takes the session's one-call hot path (:meth:`TFTPSession.receive_ack`) and the thread
-goes straight back to ``recv``; the retransmission timer is the socket's receive timeout, so a
-timer that fires has found the socket empty. While a process carries at most ``_SPIN_MAX``
-transfers, each polls for its next ACK a little before it sleeps (``busy_poll``,
-:class:`BusyPoll`).
+server process keeps the carrier, which shares its one thread with the event loop. Over a
+shared snapshot's built packets the thread answers lockstep ACKs in a loop of its own (compare,
+look up, send: :meth:`TFTPSession.lockstep_run`), otherwise through the session's one-call
+hot path (:meth:`TFTPSession.receive_ack`), and goes straight back to ``recv``; the
+retransmission timer is the socket's receive timeout, so a timer that fires has found the
+socket empty. Worker processes run ``SCHED_BATCH`` (:mod:`roost.tftp.worker`): a thread woken
+by its ACK does not preempt the sibling holding the GIL. While a process carries at most
+``_SPIN_MAX`` transfers, each polls for its next ACK a little before it sleeps
+(``busy_poll``, :class:`BusyPoll`).
 """
 
 from __future__ import annotations
