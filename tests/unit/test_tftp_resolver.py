@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 from pathlib import Path
 
@@ -75,9 +77,23 @@ def opening(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     the checked way alone (as on a kernel without openat2)."""
     if request.param == "checked":
         monkeypatch.setattr(resolver, "_syscall", None)
-    elif resolver._syscall is None:
-        pytest.skip("no syscall() in this libc: openat2 cannot be called")
+    else:
+        skip_without_openat2()
     return str(request.param)
+
+
+def skip_without_openat2() -> None:
+    """Skip, saying why, where openat2 cannot run: no ``syscall()`` in the libc, or a kernel
+    older than 5.6 (ENOSYS; an absolute name with RESOLVE_BENEATH gets EXDEV where it runs)."""
+    syscall = resolver._syscall
+    if syscall is None:
+        pytest.skip("no syscall() in this libc: openat2 cannot be called")
+    how = resolver._HOW
+    fd = syscall(resolver._SYS_OPENAT2, -100, b"/", ctypes.byref(how), ctypes.sizeof(how))
+    if fd >= 0:
+        os.close(fd)
+    elif ctypes.get_errno() == errno.ENOSYS:
+        pytest.skip("this kernel has no openat2 (Linux 5.6 or later)")
 
 
 def read_all(f: TFTPFile) -> bytes:
@@ -120,8 +136,7 @@ async def test_missing_file_is_none_and_special_files_are_refused(tree: Path, op
 async def test_openat2_opens_names_in_one_call_where_the_kernel_has_it(
     tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if resolver._syscall is None:
-        pytest.skip("no syscall() in this libc: openat2 cannot be called")
+    skip_without_openat2()
     walked: list[str] = []
     realpath = os.path.realpath
 
