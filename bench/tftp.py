@@ -333,7 +333,7 @@ def main() -> int:
     figures["concurrent_vs_atftpd"] = ratio(
         figures["atftpd_concurrent_s"], figures["roost_concurrent_s"]
     )
-    # The same comparison paired within each round (the two run back to back, so a load
+    # The same comparison paired within each round (the two run close together, so a load
     # that comes and goes touches both), then the median: the storm's target figure, as it
     # is less at the mercy of one lucky or unlucky round than the best of each.
     figures["concurrent_vs_atftpd_median"] = statistics.median(
@@ -352,7 +352,7 @@ def main() -> int:
     print(f"    {int(figures['roost_concurrent_failures'])} Roost failures; target 0)")
     print(
         f"  best against best            {figures['concurrent_vs_atftpd']:5.2f}x"
-        f" (atftpd's fastest round / Roost's)"
+        " (atftpd's fastest round / Roost's)"
     )
     print(
         f"  server CPU per datagram      {figures['concurrent_server_cpu_vs_atftpd']:5.2f}x"
