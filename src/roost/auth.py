@@ -50,8 +50,34 @@ class Principal:
         if self.role.rank < role.rank:
             raise Forbidden(f"this needs the {role.name} role; the token has {self.role.name}")
 
-    def may_see_site(self, site: str | None) -> bool:
-        return self.sites is None or site is None or site in self.sites
+    @property
+    def scoped(self) -> bool:
+        """True for a token limited to some sites."""
+        return self.sites is not None
+
+    def sees(self, site: str | None) -> bool:
+        """Whether an object of ``site`` is this token's: global objects (site None) belong to
+        unscoped tokens only."""
+        return self.sites is None or (site is not None and site in self.sites)
+
+    def check_site(self, site: str | None, what: str) -> None:
+        """Refuse an object outside the token's sites as if it did not exist: the message
+        names nothing of it (its name, id or site)."""
+        if not self.sees(site):
+            raise NotFound(f"no such {what}")
+
+    def site_for_new(self, site: str | None) -> str | None:
+        """The site of an object this token creates: the one named, which must be its own; a
+        token of exactly one site may leave it out; only an unscoped token makes global ones."""
+        if self.sites is None:
+            return site
+        if site is None:
+            if len(self.sites) == 1:
+                return self.sites[0]
+            raise Invalid("site: required for a token limited to several sites")
+        if site not in self.sites:
+            raise Forbidden("site: outside the sites of this token")
+        return site
 
 
 @dataclass(frozen=True)
