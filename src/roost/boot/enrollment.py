@@ -85,7 +85,7 @@ class EnrollmentGate:
         auto = site_policy(self.runtime, st.site).auto
         return anonymous_may_enroll(auto or "new", st.state, st.recommission)
 
-    async def admit(self, mac: str, ip: str) -> Admission:
+    async def admit(self, mac: str, ip: str, mint: bool = True) -> Admission:
         st = await self.standing(mac)
         if not self._may(st):
             return Admission(None, None)
@@ -93,7 +93,8 @@ class EnrollmentGate:
         if refused is not None:
             log.info("no tokens in the render for %s: %s", mac, refused)
             return Admission(None, None)
-        return Admission(await self._token(mac, st.site), self.tokens.issue(mac, st.generation))
+        token = await self._token(mac, st.site) if mint else None
+        return Admission(token, self.tokens.issue(mac, st.generation))
 
     async def check(self, mac: str, boot_token: str | None) -> bool:
         if not boot_token or self.tokens.mac_of(boot_token) != mac:

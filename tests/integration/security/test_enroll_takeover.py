@@ -104,18 +104,26 @@ def limited(roost: Roost) -> set[object]:
 
 
 def test_random_macs_create_at_most_the_cap(roost: Roost) -> None:
-    """Fails on the old code: 50 token rows, 50 discovered nodes, no event."""
+    """Fails on the old code: 50 meta-data GETs made 50 token rows and 50 discovered nodes,
+    and nothing said so."""
+
+    def random_mac() -> str:
+        return "02:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5))
+
+    commissioning(roost)  # every MAC's script carries a token when it may have one
     anonymous = roost.boot()
+    admin = roost.api()
     t0 = time.monotonic()
     for _ in range(50):
-        mac = "02:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5))
-        assert anonymous.get(f"/nocloud/{mac}/meta-data").status_code == 200
+        assert anonymous.get(f"/nocloud/{random_mac()}/meta-data").status_code == 200
+    # The default meta-data cannot use a token, so those fetches mint none.
+    assert admin.get("/enroll/tokens").json() == []
+    for _ in range(50):
+        assert anonymous.get(f"/boot/{random_mac()}.ipxe").status_code == 200
     elapsed = time.monotonic() - t0
-    tokens_hit = roost.wait_for_event("enroll.limit.reached")
-    admin = roost.api()
+    roost.wait_for_event("enroll.limit.reached")
     # Defaults: a burst of 20, then one a second.
-    cap = 20 + int(elapsed) + 1
-    assert len(admin.get("/enroll/tokens").json()) <= cap < 50
+    assert len(admin.get("/enroll/tokens").json()) <= 20 + int(elapsed) + 1 < 50
     deadline = time.monotonic() + 15
     while "nodes" not in limited(roost):
         assert time.monotonic() < deadline, "no enroll.limit.reached event for nodes"
@@ -123,10 +131,11 @@ def test_random_macs_create_at_most_the_cap(roost: Roost) -> None:
     time.sleep(0.5)  # the inventory has looked at every fetch event by now
     nodes = admin.get("/nodes").json()
     assert len(nodes) <= 20 + int(time.monotonic() - t0) + 1 < 50
-    assert tokens_hit and "tokens" in limited(roost)
+    assert "tokens" in limited(roost)
     auth = {"Authorization": f"Bearer {roost.admin}"}
     metrics = httpx.get(f"{roost.url}/metrics", headers=auth, timeout=10).text
     assert 'roost_enroll_anonymous_limited_total{what="tokens"}' in metrics
+    assert 'roost_enroll_anonymous_limited_total{what="nodes"}' in metrics
 
 
 def test_renders_of_one_mac_share_one_token(roost: Roost) -> None:
