@@ -151,7 +151,9 @@ def _identity(facts: dict[str, Any]) -> dict[str, str]:
 
 
 def _check_identity(node: NodeRow | None, facts: dict[str, Any]) -> None:
-    if node is None:
+    # A discovered node that never enrolled has only what anonymous callbacks reported, which
+    # must not let anyone lock the real machine out.
+    if node is None or (node.enroll_generation == 0 and node.state == State.discovered):
         return
     stored, reported = _identity(node.facts or {}), _identity(facts)
     for key in stored.keys() & reported.keys():
