@@ -231,3 +231,17 @@ def test_anonymous_arch_does_not_change_what_the_node_gets(roost: Roost) -> None
         assert attacker.get(f"/boot/{MAC}.ipxe", params={"arch": "bios"}).status_code == 200
     user_data = node.get(f"/nocloud/{MAC}/{boot_token}/user-data")
     assert user_data.status_code == 200 and "# uefi" in user_data.text, user_data.text
+
+
+def test_a_site_with_auto_off_mints_nothing_until_recommissioned(tmp_path: Path) -> None:
+    roost = start_roost(tmp_path, ROOST_ENROLL__SITES='{"default": {"auto": "off"}}')
+    try:
+        commissioning(roost)
+        assert tokens_in(script(roost.boot())) == (None, None)
+        assert roost.api().post("/nodes", json={"mac": MAC}).status_code in (200, 201, 409)
+        assert roost.cli("node", "recommission", MAC).returncode == 0
+        token, boot_token = tokens_in(script(roost.boot()))
+        assert token and boot_token
+        assert roost.api().get("/enroll/tokens").json()[0]["site"] == "default"
+    finally:
+        roost.stop()
