@@ -13,6 +13,7 @@ import json
 import os
 import tomllib
 from contextvars import ContextVar
+from dataclasses import dataclass
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -198,6 +199,15 @@ class EnrollSiteSettings(Section):
     """See ``enroll.approve``."""
 
 
+@dataclass(frozen=True)
+class EnrollPolicy:
+    """``[enroll]`` with a site's overrides applied (:meth:`EnrollSettings.for_site`)."""
+
+    auto: EnrollAuto
+    boot_token_ttl: int
+    approve: bool
+
+
 class EnrollSettings(Section):
     """Which machines may enroll from an anonymous boot render (roost.pki.policy)."""
 
@@ -223,10 +233,10 @@ class EnrollSettings(Section):
     """Sustained rate of nodes created from boot requests; past it no node is created
     (DHCP and discovery events still create nodes)."""
 
-    def for_site(self, site: str) -> EnrollSiteSettings:
+    def for_site(self, site: str) -> EnrollPolicy:
         """The effective ``auto``, ``boot_token_ttl`` and ``approve`` of ``site``."""
         over = self.sites.get(site, EnrollSiteSettings())
-        return EnrollSiteSettings(
+        return EnrollPolicy(
             auto=over.auto or self.auto,
             boot_token_ttl=over.boot_token_ttl or self.boot_token_ttl,
             approve=self.approve if over.approve is None else over.approve,

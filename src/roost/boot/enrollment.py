@@ -83,7 +83,7 @@ class EnrollmentGate:
 
     def _may(self, st: Standing) -> bool:
         auto = site_policy(self.runtime, st.site).auto
-        return anonymous_may_enroll(auto or "new", st.state, st.recommission)
+        return anonymous_may_enroll(auto, st.state, st.recommission)
 
     async def admit(self, mac: str, ip: str, mint: bool = True) -> Admission:
         st = await self.standing(mac)
@@ -117,7 +117,7 @@ class EnrollmentGate:
                         return kept.token
             if not self.limit.allow(mac, site):
                 return None
-            ttl = timedelta(seconds=site_policy(self.runtime, site).boot_token_ttl or 900)
+            ttl = timedelta(seconds=site_policy(self.runtime, site).boot_token_ttl)
             async with self.runtime.db.session() as s:
                 token, row = await tokens.create_token(
                     s,

@@ -124,13 +124,13 @@ def _anonymous_allowed(
     source: str | None,
 ) -> None:
     """A minted token is spent only where a render may mint one, from the leased address."""
-    auto = site_policy(runtime, site).auto or "new"
+    auto = site_policy(runtime, site).auto
     state = State(node.state) if node is not None else None
     if not anonymous_may_enroll(auto, state, node.recommission if node is not None else False):
-        assert node is not None
+        what = f"node {node.id} is {node.state}" if node is not None else f"{mac} is new"
         raise TokenRefused(
-            f"token {red.id} came from an anonymous boot render and node {node.id} is "
-            f"{node.state} (enroll.auto = {auto}); an operator may recommission it"
+            f"token {red.id} came from an anonymous boot render and {what} "
+            f"(enroll.auto = {auto}); an operator may recommission it or create a token"
         )
     refused = lease_refusal(runtime, site, mac, source)
     if refused is not None:

@@ -17,10 +17,10 @@ import time
 
 from roost.inventory.lifecycle import ENROLLABLE, MINTABLE, State
 from roost.service import Runtime
-from roost.settings import EnrollSiteSettings
+from roost.settings import EnrollPolicy
 
 
-def site_policy(runtime: Runtime, site: str) -> EnrollSiteSettings:
+def site_policy(runtime: Runtime, site: str) -> EnrollPolicy:
     """``auto``, ``boot_token_ttl`` and ``approve`` in effect for ``site``."""
     return runtime.settings.enroll.for_site(site)
 
