@@ -245,3 +245,18 @@ def test_a_site_with_auto_off_mints_nothing_until_recommissioned(tmp_path: Path)
         assert roost.api().get("/enroll/tokens").json()[0]["site"] == "default"
     finally:
         roost.stop()
+
+
+def test_a_token_minted_before_deployment_is_refused_after_it(roost: Roost) -> None:
+    """The policy is checked again when a minted token is spent."""
+    commissioning(roost)
+    admin = roost.api()
+    assert admin.post("/nodes", json={"mac": MAC}).status_code == 201
+    token, _ = tokens_in(script(roost.boot()))
+    assert token
+    for state in ("ready", "deploying", "deployed"):
+        assert admin.post(f"/nodes/{MAC}/state", json={"state": state}).status_code == 200
+    assert enroll(roost, token, Agent.new()).status_code == 401
+    refused = roost.wait_for_event("enroll.refused")
+    assert "anonymous boot render" in str(refused[-1]["data"])
+    assert admin.get(f"/nodes/{MAC}").json()["state"] == "deployed"
