@@ -13,6 +13,7 @@ import json
 import os
 import tomllib
 from contextvars import ContextVar
+from dataclasses import dataclass
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -184,6 +185,64 @@ class NodeSettings(Section):
     """How far a node's signed-request timestamp may be from the server clock."""
 
 
+EnrollAuto = Literal["new", "off", "any"]
+
+
+class EnrollSiteSettings(Section):
+    """Per-site overrides of ``[enroll]`` (``[enroll.sites.<site>]``); unset keys inherit."""
+
+    auto: EnrollAuto | None = None
+    """See ``enroll.auto``."""
+    boot_token_ttl: int | None = Field(default=None, ge=60, le=86400)
+    """See ``enroll.boot_token_ttl``."""
+    approve: bool | None = None
+    """See ``enroll.approve``."""
+
+
+@dataclass(frozen=True)
+class EnrollPolicy:
+    """``[enroll]`` with a site's overrides applied (:meth:`EnrollSettings.for_site`)."""
+
+    auto: EnrollAuto
+    boot_token_ttl: int
+    approve: bool
+
+
+class EnrollSettings(Section):
+    """Which machines may enroll from an anonymous boot render (roost.pki.policy)."""
+
+    auto: EnrollAuto = "new"
+    """When a render of a public boot document mints an enrollment token: ``new`` only for a
+    MAC without a node or whose node is ``discovered``/``broken``; ``off`` never; ``any``
+    for every enrollable node (labs only: anyone on the boot LAN can take a node over).
+    A node an operator recommissioned gets one under every setting."""
+    boot_token_ttl: int = Field(default=900, ge=60, le=86400)
+    """Seconds a minted token lives; renders of one MAC re-use it while it is valid."""
+    approve: bool = False
+    """Enrollments with a minted token wait in ``pending`` until an operator approves them
+    (``roost node approve NODE``); tokens an operator created are approved by creation."""
+    sites: dict[str, EnrollSiteSettings] = {}
+    """Per-site overrides, e.g. ``[enroll.sites.east] auto = "off"``."""
+    anonymous_token_burst: int = Field(default=20, ge=1, le=100_000)
+    """Tokens anonymous renders may mint at once before the rate below applies."""
+    anonymous_tokens_per_minute: float = Field(default=60.0, gt=0, le=1_000_000)
+    """Sustained rate of tokens minted for anonymous renders; past it a render gets none."""
+    anonymous_node_burst: int = Field(default=20, ge=1, le=100_000)
+    """Nodes anonymous boot requests (``boot.*`` events) may create at once."""
+    anonymous_nodes_per_minute: float = Field(default=60.0, gt=0, le=1_000_000)
+    """Sustained rate of nodes created from boot requests; past it no node is created
+    (DHCP and discovery events still create nodes)."""
+
+    def for_site(self, site: str) -> EnrollPolicy:
+        """The effective ``auto``, ``boot_token_ttl`` and ``approve`` of ``site``."""
+        over = self.sites.get(site, EnrollSiteSettings())
+        return EnrollPolicy(
+            auto=over.auto or self.auto,
+            boot_token_ttl=over.boot_token_ttl or self.boot_token_ttl,
+            approve=self.approve if over.approve is None else over.approve,
+        )
+
+
 class DiscoverySettings(Section):
     """Discovery of this site's machines: ARP sweeps, passive sighting, port scans, Wake-on-LAN.
 
@@ -246,6 +305,7 @@ class Settings(BaseSettings):
     dhcp: DHCPSettings = DHCPSettings()
     tftp: TFTPSettings = TFTPSettings()
     nodes: NodeSettings = NodeSettings()
+    enroll: EnrollSettings = EnrollSettings()
     discovery: DiscoverySettings = DiscoverySettings()
     log: LogSettings = LogSettings()
 

@@ -197,10 +197,10 @@ async def test_a_new_mac_seen_twice_in_one_batch_is_one_node(
     real = inventory_service.observe
 
     async def observe(
-        rt: Runtime, events: list[Event], through: int | None = None
+        rt: Runtime, events: list[Event], through: int | None = None, limit: Any = None
     ) -> list[store.StateChange]:
         try:
-            changes = await real(rt, events, through)
+            changes = await real(rt, events, through, limit)
         except Exception:
             batches.append((len(events), False))
             raise

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from roost.api.deps import Operator, RuntimeDep, Viewer
 from roost.auth import Role
 from roost.boot.documents import Documents
+from roost.boot.enrollment import EnrollmentGate
 from roost.boot.names import check_arch, check_file_name, normalize_mac
 from roost.boot.profiles import Profile, ProfileBook, ProfileIn, Rule, RuleIn
 from roost.boot.render import TemplateKind
@@ -189,8 +190,13 @@ def _documents(runtime: Runtime) -> Documents:
     if isinstance(svc, BootService) and svc.documents is not None:
         return svc.documents
     boot = runtime.settings.boot
+    boot_tokens = tokens_for(runtime)
     return Documents(
-        _book(runtime), tokens_for(runtime), boot.default_profile, lookup=node_lookup(runtime)
+        _book(runtime),
+        boot_tokens,
+        boot.default_profile,
+        EnrollmentGate(runtime, boot_tokens),
+        lookup=node_lookup(runtime),
     )
 
 

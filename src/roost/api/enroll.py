@@ -9,8 +9,9 @@ design (nodes fetch them before they hold any credential) and contain no secret.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from roost.api.deps import Operator, RuntimeDep
@@ -88,14 +89,30 @@ class TokenCreated(TokenOut):
     token: str = Field(description="the secret; shown only once")
 
 
-@router.post("", response_model=EnrollOut, summary="Enroll with a one-time token")
-async def enroll_(body: EnrollIn, runtime: RuntimeDep) -> EnrollOut:
+_PENDING: dict[int | str, dict[str, Any]] = {
+    202: {"model": EnrollOut, "description": "waits for an operator's approval"}
+}
+
+
+@router.post(
+    "", response_model=EnrollOut, summary="Enroll with a one-time token", responses=_PENDING
+)
+async def enroll_(
+    body: EnrollIn, request: Request, response: Response, runtime: RuntimeDep
+) -> EnrollOut:
+    """With ``enroll.approve`` a minted token's enrollment answers 202 (state ``pending``);
+    the node sends the same request again after approval to collect its certificate."""
+    source = request.client.host if request.client else None
     try:
-        done = await enroll.enroll(runtime, body.token, body.mac, body.facts, body.csr, body.ip)
+        done = await enroll.enroll(
+            runtime, body.token, body.mac, body.facts, body.csr, body.ip, source=source
+        )
     except TokenRefused:
         raise HTTPException(
             401, "enrollment token refused: unknown, already used, expired, or not for this node"
         ) from None
+    if done.pending:
+        response.status_code = 202
     return EnrollOut(
         node=done.node.id,
         site=done.node.site,
@@ -135,13 +152,18 @@ async def list_tokens(runtime: RuntimeDep, who: Operator) -> list[TokenOut]:
     "/{token}",
     response_model=EnrollOut,
     summary="Enroll with the token in the path and the facts document as the body",
+    responses=_PENDING,
 )
-async def enroll_by_path(token: str, body: CallbackIn, runtime: RuntimeDep) -> EnrollOut:
+async def enroll_by_path(
+    token: str, body: CallbackIn, request: Request, response: Response, runtime: RuntimeDep
+) -> EnrollOut:
     """What a commissioning image does with ``roost.callback=<api>/api/v1/enroll`` and
     ``roost.token=<token>``: POST its facts, which carry ``mac`` and ``ip``, to ``…/<token>``."""
     facts = body.model_dump(exclude={"mac", "ip", "csr"})
     return await enroll_(
         EnrollIn(token=token, mac=body.mac, ip=body.ip or None, facts=facts, csr=body.csr),
+        request,
+        response,
         runtime,
     )
 

@@ -149,6 +149,26 @@ async def revoke(node: str, runtime: RuntimeDep, who: Operator) -> dict[str, lis
     return {"revoked": await enroll.revoke(runtime, node, who.sites)}
 
 
+@router.post(
+    "/{node}/recommission",
+    response_model=NodeOut,
+    summary="Let the node's next boot enroll again",
+    responses={409: {"description": "the node's state cannot enroll"}},
+)
+async def recommission(node: str, runtime: RuntimeDep, who: Operator) -> NodeOut:
+    return await enroll.recommission(runtime, node, who.sites)
+
+
+@router.post(
+    "/{node}/approve",
+    response_model=NodeOut,
+    summary="Approve the node's pending enrollment",
+    responses={409: {"description": "the node is not pending"}},
+)
+async def approve(node: str, runtime: RuntimeDep, who: Operator) -> NodeOut:
+    return await enroll.approve(runtime, node, who.sites)
+
+
 @router.post("/{node}/power", summary="Power on, off, cycle, or read the power state")
 async def power(node: str, body: PowerIn, runtime: RuntimeDep, who: Operator) -> dict[str, Any]:
     return await powerops.power_action(runtime, node, body.action, who.sites)

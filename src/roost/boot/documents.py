@@ -3,19 +3,20 @@
 Used by the HTTP boot server for what nodes fetch and by the API to preview what a node would
 get. The variables are the same for every kind of document, so a profile's iPXE script,
 command line, cloud-init user-data, preseed and kickstart can all point at each other.
-Two tokens appear in them: ``token`` (from the injectable ``token_for``; the lead may switch it
-to one-time enrollment tokens) goes into command lines, and ``boot_token`` (the HMAC of
-:mod:`roost.boot.tokens`) guards this server's node-private URLs and the callback.
+Two tokens appear in them, both decided by the :class:`Gate` (the enrollment policy of
+:mod:`roost.boot.enrollment`): ``token``, a one-time enrollment token for command lines, and
+``boot_token`` (the HMAC of :mod:`roost.boot.tokens`), which guards this server's node-private
+URLs and the callback. A render that may not enroll carries neither: both are empty strings,
+and so are the URLs that would carry the boot token.
 """
 
 from __future__ import annotations
 
-import inspect
 import posixpath
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from roost.boot.profiles import NodeInfo, Profile, ProfileBook
@@ -24,14 +25,35 @@ from roost.boot.tokens import BootTokens
 from roost.errors import NotFound
 
 _ARCHES_KEPT = 65536
-TokenFor = Callable[[str], "str | Awaitable[str]"]
-"""``token_for(mac)``: the token put into rendered command lines (sync or async)."""
 NodeLookup = Callable[[str], Awaitable[NodeInfo | None]]
 """What the inventory knows about a MAC (name, hostname, arch, tags), or None."""
 
 
 async def no_inventory(mac: str) -> NodeInfo | None:
     return None
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What one render of a MAC carries; None for what it may not have."""
+
+    token: str | None
+    """The one-time enrollment token for the command line."""
+    boot_token: str | None
+    """The HMAC token of the node's private URLs and callback."""
+
+
+class Gate(Protocol):
+    """The enrollment policy as the renderer and the boot server see it."""
+
+    async def admit(self, mac: str, ip: str, mint: bool) -> Admission:
+        """The tokens a render of ``mac`` for a client at ``ip`` carries; ``mint`` is False
+        when its template cannot use the enrollment token (none is created then)."""
+        ...
+
+    async def check(self, mac: str, boot_token: str | None) -> bool:
+        """True when ``boot_token`` opens ``mac``'s private URLs and callback now."""
+        ...
 
 
 def file_url(http_base: str, source: str) -> str:
@@ -45,12 +67,17 @@ def variables(
     ip: str,
     arch: str | None,
     http_base: str,
-    token: str,
-    boot_token: str,
+    token: str | None,
+    boot_token: str | None,
 ) -> dict[str, Any]:
-    """Everything a template may use; see docs/boot.md for the list."""
+    """Everything a template may use; see docs/boot.md for the list. Without a boot token
+    the URLs that would carry it are empty strings, like the tokens themselves."""
     mac = node.mac
-    private = f"{http_base}/private/{mac}/{boot_token}/"
+
+    def guarded(url: str) -> str:
+        return url if boot_token else ""
+
+    private = guarded(f"{http_base}/private/{mac}/{boot_token}/")
     initrd_urls = [file_url(http_base, x) for x in profile.initrds]
     out: dict[str, Any] = {
         "mac": mac,
@@ -59,14 +86,14 @@ def variables(
         "hostname": node.hostname or node.name or f"node-{mac.replace(':', '')}",
         "arch": arch,
         "http_base": http_base,
-        "token": token,
-        "boot_token": boot_token,
-        "callback_url": f"{http_base}/boot/callback/{boot_token}",
+        "token": token or "",
+        "boot_token": boot_token or "",
+        "callback_url": guarded(f"{http_base}/boot/callback/{boot_token}"),
         "enroll_url": f"{http_base}/boot/enroll",
         "script_url": f"{http_base}/boot/{mac}.ipxe" + (f"?arch={arch}" if arch else ""),
-        "nocloud_url": f"{http_base}/nocloud/{mac}/{boot_token}/",
-        "preseed_url": f"{http_base}/preseed/{mac}/{boot_token}/preseed.cfg",
-        "kickstart_url": f"{http_base}/kickstart/{mac}/{boot_token}/ks.cfg",
+        "nocloud_url": guarded(f"{http_base}/nocloud/{mac}/{boot_token}/"),
+        "preseed_url": guarded(f"{http_base}/preseed/{mac}/{boot_token}/preseed.cfg"),
+        "kickstart_url": guarded(f"{http_base}/kickstart/{mac}/{boot_token}/ks.cfg"),
         "private_url": private,
         "kernel_url": file_url(http_base, profile.kernel) if profile.kernel else None,
         "initrd_urls": initrd_urls,
@@ -111,41 +138,52 @@ class Documents:
         book: ProfileBook,
         tokens: BootTokens,
         default_profile: str,
-        token_for: TokenFor | None = None,
+        gate: Gate,
         lookup: NodeLookup = no_inventory,
     ) -> None:
         self.book = book
         self.tokens = tokens
         self.default_profile = default_profile
-        self.token_for: TokenFor = token_for or tokens.issue
+        self.gate = gate
         self.lookup = lookup
-        self.arches: OrderedDict[str, str] = OrderedDict()
+        self.arches: OrderedDict[tuple[str, str], str] = OrderedDict()
+        """(MAC, client address) → the architecture that client last asked for that MAC."""
+
+    async def check(self, mac: str, boot_token: str | None) -> bool:
+        return await self.gate.check(mac, boot_token)
+
+    def _arch(self, mac: str, ip: str, asked: str | None, stored: str | None) -> str | None:
+        """The architecture of this render: the one asked for, else the inventory's, else the
+        one this same client asked for this MAC before (user-data, preseed and kickstart are
+        fetched without one, and must come from the script's profile). Remembered per client
+        address, so an anonymous ``?arch=`` from elsewhere cannot change what the node gets."""
+        key = (mac, ip)
+        if asked:
+            self.arches[key] = asked
+            self.arches.move_to_end(key)
+            if len(self.arches) > _ARCHES_KEPT:
+                self.arches.popitem(last=False)
+            return asked
+        return stored or self.arches.get(key)
 
     async def render(
         self, kind: TemplateKind, mac: str, *, ip: str, arch: str | None, http_base: str
     ) -> Rendered:
         node = await self.lookup(mac) or NodeInfo(mac=mac)
-        # user-data, preseed and kickstart are fetched without an architecture: use the one
-        # the node's iPXE script was asked for, so every document comes from the same profile
-        arch = arch or node.arch or self.arches.get(mac)
-        if arch:
-            self.arches[mac] = arch
-            self.arches.move_to_end(mac)
-            if len(self.arches) > _ARCHES_KEPT:
-                self.arches.popitem(last=False)
+        arch = self._arch(mac, ip, arch, node.arch)
         profile = await self.book.select(node, arch, self.default_profile)
-        token = self.token_for(mac)
-        if inspect.isawaitable(token):
-            token = await token
-        assert isinstance(token, str)
+        source = template_for(profile, kind)
+        # A template that never names the token (the default meta-data, ``local``) gets none,
+        # so such fetches create no rows; the substring test errs towards minting.
+        mint = "token" in source or ("cmdline" in source and "token" in profile.cmdline)
+        admitted = await self.gate.admit(mac, ip, mint)
         values = variables(
             profile,
             node,
             ip=ip,
             arch=arch,
             http_base=http_base,
-            token=token,
-            boot_token=self.tokens.issue(mac),
+            token=admitted.token,
+            boot_token=admitted.boot_token,
         )
-        source = template_for(profile, kind)
         return Rendered(profile.name, kind, render(source, values, f"{profile.name} {kind}"))

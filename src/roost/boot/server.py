@@ -15,8 +15,9 @@ URL map (all on ``boot.http_port``, never on the API port):
 
 Anything node-private (user-data, preseed, kickstart, private files) needs the node's boot
 token, in the path as above or as ``?token=`` on the path without it; it is checked on every
-request and the token never appears in events. ``<mac>`` may use colons or dashes, any case.
-Every response is published as ``boot.http.fetch``.
+request against the node's enrollment generation and the enrollment policy (a ``ready`` or
+``deployed`` node's boot token opens nothing), and the token never appears in events.
+``<mac>`` may use colons or dashes, any case. Every response is published as ``boot.http.fetch``.
 """
 
 from __future__ import annotations
@@ -56,9 +57,10 @@ CHAIN_IPXE = (
 reaches every node's script with its architecture."""
 
 
-Enroller = Callable[[str, str, dict[str, Any], str], Awaitable[None]]
-"""``enroll(token, mac, facts, ip)``: spend a one-time enrollment token for the node; raises
-:class:`roost.errors.Forbidden` when the token is refused (see roost.boot.enrollment)."""
+Enroller = Callable[[str, str, dict[str, Any], str], Awaitable[str]]
+"""``enroll(token, mac, facts, ip)``: spend a one-time enrollment token for the node and return
+its state (``ready``, or ``pending`` approval); raises :class:`roost.errors.Forbidden` when the
+token is refused (see roost.boot.enrollment)."""
 
 
 def _text(status: int, text: str, *extra: tuple[str, str]) -> Response:
@@ -172,7 +174,7 @@ class BootHTTP:
         if len(rest) > 1 and _TOKEN.match(rest[0]):
             token, rest = rest[0], rest[1:]
             request.note["path"] = "/".join(["", head, mac_text, "<token>", *rest])
-        authorized = self.documents.tokens.check(mac, token)
+        authorized = await self.documents.check(mac, token)
         if head == "private":
             if not authorized:
                 return _text(403, "node-private file: this node's token is missing or wrong")
@@ -246,9 +248,14 @@ class BootHTTP:
         request.note["mac"] = mac
         self._remember(request.client, mac)
         try:
-            await self.enroll(token, mac, facts, request.client)
+            state = await self.enroll(token, mac, facts, request.client)
         except Forbidden:
             return _text(403, "enrollment token refused")
+        if state == "pending":
+            waiting = {"ok": True, "mac": mac, "enrolled": False, "pending": True}
+            return Response(
+                202, [("content-type", "application/json")], json.dumps(waiting).encode()
+            )
         # Like any booted system's report, it is a callback too (the lab's progress follows it).
         await self.bus.publish(
             "boot.callback",
@@ -259,8 +266,8 @@ class BootHTTP:
         return Response(200, [("content-type", "application/json")], body)
 
     async def _callback(self, request: Request, token: str) -> Response:
-        mac = self.documents.tokens.verify(token)
-        if mac is None:
+        mac = self.documents.tokens.mac_of(token)
+        if mac is None or not await self.documents.check(mac, token):
             return _text(403, "unknown callback token")
         request.note["mac"] = mac
         self._remember(request.client, mac)

@@ -3,7 +3,8 @@
 Start-up creates the store directories (removing crash leftovers), the per-node token secret,
 imports the iPXE binaries of Debian's ``ipxe`` package into the store when they are missing,
 and opens the HTTP boot server on ``boot.host:boot.http_port``. The pieces other capabilities
-plug into are attributes: ``token_for`` and ``lookup`` (see :mod:`roost.boot.documents`), and
+plug into are attributes: ``gate`` (the enrollment policy, :mod:`roost.boot.enrollment`) and
+``lookup`` (see :mod:`roost.boot.documents`), and
 :meth:`BootService.open_file` for the TFTP server.
 """
 
@@ -12,8 +13,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from roost.boot.documents import Documents, NodeLookup, TokenFor, no_inventory
-from roost.boot.enrollment import enroller, token_issuer
+from roost.boot.documents import Documents, Gate, NodeLookup, no_inventory
+from roost.boot.enrollment import EnrollmentGate, enroller
 from roost.boot.http11 import HTTPServer
 from roost.boot.profiles import ProfileBook
 from roost.boot.server import BootHTTP, Enroller
@@ -46,7 +47,7 @@ class BootService:
     def __init__(
         self,
         runtime: Runtime,
-        token_for: TokenFor | None = None,
+        gate: Gate | None = None,
         lookup: NodeLookup | None = None,
         enroll: Enroller | None = None,
     ) -> None:
@@ -54,7 +55,7 @@ class BootService:
         self.settings = runtime.settings.boot
         self.store = BootStore(runtime.settings.data_dir, runtime.db, self.settings.max_file_size)
         self.book = ProfileBook(runtime.db)
-        self.token_for = token_for
+        self.gate = gate
         self.enroll = enroll
         self.lookup = lookup or node_lookup(runtime)
         self.http: HTTPServer | None = None
@@ -64,11 +65,12 @@ class BootService:
     async def start(self) -> None:
         await self.store.open()
         await self.import_ipxe(self.settings.ipxe_dir)
+        boot_tokens = tokens_for(self.runtime)
         self.documents = Documents(
             self.book,
-            tokens_for(self.runtime),
+            boot_tokens,
             self.settings.default_profile,
-            token_for=self.token_for,
+            self.gate or EnrollmentGate(self.runtime, boot_tokens),
             lookup=self.lookup,
         )
         site = BootHTTP(
@@ -156,4 +158,4 @@ def node_lookup(runtime: Runtime) -> NodeLookup:
 def make(runtime: Runtime) -> BootService | None:
     if not runtime.settings.boot.enabled:
         return None
-    return BootService(runtime, token_for=token_issuer(runtime), enroll=enroller(runtime))
+    return BootService(runtime, enroll=enroller(runtime))

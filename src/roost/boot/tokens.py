@@ -1,11 +1,13 @@
 """Per-node boot tokens: proof that a request comes from the node Roost sent a URL to.
 
-A token is the node's MAC (12 hex digits) and a truncated HMAC-SHA256 of it under a secret
-that only this boot server holds (``<data_dir>/boot/secret``, mode 0600, made at first start).
-It needs no database row, survives restarts, is checked in constant time on every request,
-and names its node, so a callback URL alone identifies who calls. Replacing the secret file
-revokes every token at once. The token is only as secret as the LAN the iPXE script crosses,
-which is why enrollment uses one-time tokens of its own (see ``token_for`` in the service).
+A token is the node's MAC (12 hex digits) and a truncated HMAC-SHA256 of the MAC and the
+node's enrollment generation under a secret that only this boot server holds
+(``<data_dir>/boot/secret``, mode 0600, made at first start). It needs no database row,
+survives restarts, is checked in constant time on every request, and names its node, so a
+callback URL alone identifies who calls. Every enrollment moves the generation on, so a token
+that leaked before it is worthless after it; replacing the secret file revokes every token at
+once. Whether a render carries one at all is the enrollment policy's decision
+(:mod:`roost.boot.enrollment`).
 """
 
 from __future__ import annotations
@@ -44,26 +46,33 @@ class BootTokens:
             os.replace(tmp, path)
             return cls(path.read_bytes())
 
-    def _digest(self, mac_hex: str) -> str:
-        mac = hmac.new(self._secret, b"roost-boot:" + mac_hex.encode(), hashlib.sha256)
-        return mac.hexdigest()[:_DIGEST_HEX]
+    def _digest(self, mac_hex: str, generation: int) -> str:
+        msg = f"roost-boot:{mac_hex}:{generation}".encode()
+        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()[:_DIGEST_HEX]
 
-    def issue(self, mac: str) -> str:
+    def issue(self, mac: str, generation: int = 0) -> str:
         mac_hex = normalize_mac(mac).replace(":", "")
-        return f"{mac_hex}-{self._digest(mac_hex)}"
+        return f"{mac_hex}-{self._digest(mac_hex, generation)}"
 
-    def verify(self, token: str) -> str | None:
-        """The MAC the token was issued for, or None for anything else."""
+    @staticmethod
+    def mac_of(token: str) -> str | None:
+        """The MAC a well-formed token names (not yet verified), or None."""
         mac_hex, sep, digest = token.partition("-")
         if not sep or len(mac_hex) != 12 or len(digest) != _DIGEST_HEX:
             return None
         try:
-            mac = normalize_mac(mac_hex)
+            return normalize_mac(mac_hex)
         except Invalid:
             return None
-        expected = self._digest(mac_hex).encode()
-        return mac if hmac.compare_digest(expected, digest.encode("utf-8", "replace")) else None
 
-    def check(self, mac: str, token: str | None) -> bool:
-        """True when ``token`` was issued for ``mac``."""
-        return token is not None and self.verify(token) == mac
+    def verify(self, token: str, generation: int = 0) -> str | None:
+        """The MAC the token was issued for in ``generation``, or None for anything else."""
+        mac = self.mac_of(token)
+        return mac if mac is not None and self.check(mac, token, generation) else None
+
+    def check(self, mac: str, token: str | None, generation: int = 0) -> bool:
+        """True when ``token`` was issued for ``mac`` in enrollment ``generation``."""
+        if token is None or self.mac_of(token) != mac:
+            return False
+        expected = self.issue(mac, generation).encode()
+        return hmac.compare_digest(expected, token.encode("utf-8", "replace"))

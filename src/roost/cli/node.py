@@ -54,6 +54,7 @@ def _fields(**given: Any) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v not in (None, [], {})}
 
 
+@app.command("ls", hidden=True)
 @app.command("list")
 def list_(
     ctx: typer.Context,
@@ -223,7 +224,8 @@ def state(
     ctx: typer.Context,
     node: str = NodeArg,
     to: str = typer.Argument(
-        ..., help="discovered, enrolling, ready, deploying, deployed, broken, retired"
+        ...,
+        help="discovered, enrolling, pending, ready, deploying, deployed, broken, retired",
     ),
     reason: str = typer.Option("", "--reason"),
     as_json: bool = JSONOption,
@@ -286,6 +288,22 @@ def revoke(ctx: typer.Context, node: str = NodeArg, as_json: bool = JSONOption) 
         as_json,
         lambda r: f"revoked {len(r['revoked'])} certificate(s) of node {node}",
     )
+
+
+@app.command("recommission")
+def recommission(ctx: typer.Context, node: str = NodeArg, as_json: bool = JSONOption) -> None:
+    """Let the node's next boot enroll again (it gets a one-time token from its boot render)."""
+    with client(ctx) as c:
+        updated = c.post(f"/nodes/{node}/recommission")
+    output([updated] if as_json else [_row(updated)], COLUMNS, as_json)
+
+
+@app.command("approve")
+def approve(ctx: typer.Context, node: str = NodeArg, as_json: bool = JSONOption) -> None:
+    """Approve a pending enrollment (enroll.approve): the node becomes ready."""
+    with client(ctx) as c:
+        updated = c.post(f"/nodes/{node}/approve")
+    output([updated] if as_json else [_row(updated)], COLUMNS, as_json)
 
 
 @app.command("power")

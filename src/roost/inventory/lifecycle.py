@@ -2,11 +2,13 @@
 
 Theory of operation: a node is born ``discovered`` (seen on the network, or added by hand).
 Enrollment moves it through ``enrolling`` (a valid one-time token was presented) to ``ready``
-(Roost knows its facts and, with a CSR, it holds a certificate). Deployment moves it through
-``deploying`` to ``deployed``. ``broken`` is where an operator or a failed step parks a machine;
-``retired`` is the end of its life (its certificates are revoked), from which only rediscovery
-brings it back. Every other move is refused with the list of moves that are allowed, so a
-caller learns what to do instead. Moving to the state a node is already in is a no-op.
+(Roost knows its facts and, with a CSR, it holds a certificate); with ``enroll.approve`` it
+waits in ``pending`` between the two until an operator approves (or rejects: ``discovered``).
+Deployment moves it through ``deploying`` to ``deployed``. ``broken`` is where an operator or
+a failed step parks a machine; ``retired`` is the end of its life (its certificates are
+revoked), from which only rediscovery brings it back. Every other move is refused with the
+list of moves that are allowed, so a caller learns what to do instead. Moving to the state a
+node is already in is a no-op.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from roost.errors import Invalid
 class State(StrEnum):
     discovered = "discovered"
     enrolling = "enrolling"
+    pending = "pending"
     ready = "ready"
     deploying = "deploying"
     deployed = "deployed"
@@ -30,7 +33,8 @@ _S = State
 
 TRANSITIONS: dict[State, frozenset[State]] = {
     _S.discovered: frozenset({_S.enrolling, _S.ready, _S.broken, _S.retired}),
-    _S.enrolling: frozenset({_S.ready, _S.discovered, _S.broken, _S.retired}),
+    _S.enrolling: frozenset({_S.ready, _S.pending, _S.discovered, _S.broken, _S.retired}),
+    _S.pending: frozenset({_S.ready, _S.discovered, _S.broken, _S.retired}),
     _S.ready: frozenset({_S.enrolling, _S.deploying, _S.broken, _S.retired}),
     _S.deploying: frozenset({_S.deployed, _S.ready, _S.broken, _S.retired}),
     _S.deployed: frozenset({_S.deploying, _S.ready, _S.enrolling, _S.broken, _S.retired}),
@@ -41,7 +45,11 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 is allowed: a reinstalled machine enrolls again with a fresh token."""
 
 ENROLLABLE = frozenset({_S.discovered, _S.enrolling, _S.ready, _S.deployed, _S.broken})
-"""States from which a presented enrollment token is accepted."""
+"""States from which a presented enrollment token is accepted (``pending`` waits for an
+operator; ``deploying`` for its deployment to end; ``retired`` for rediscovery)."""
+
+MINTABLE = frozenset({_S.discovered, _S.broken})
+"""States in which ``enroll.auto = "new"`` mints a token for an anonymous boot render."""
 
 
 def parse_state(value: str) -> State:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from roost.db.models import Base, BigID, utcnow
@@ -46,6 +46,13 @@ class NodeRow(Base):
     last_seen: Mapped[datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    enroll_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Counts the node's enrollments; its boot token is bound to it, so a boot token that
+    leaked before an enrollment is worthless after it."""
+    recommission: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """An operator asked that the next boot may enroll again (consumed by that enrollment)."""
+    pending: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """An enrollment waiting for approval: its facts, CSR, token id and address."""
 
     interfaces: Mapped[list[InterfaceRow]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="InterfaceRow.id"

@@ -1,7 +1,8 @@
 """The inventory service: nodes appear by themselves from what the network tells Roost.
 
 It follows the event bus live (``dhcp.lease.*``, ``discovery.host.*``, ``boot.*``). An event
-whose ``data.mac`` is unknown creates a ``discovered`` node in the event's site; a known MAC
+whose ``data.mac`` is unknown creates a ``discovered`` node in the event's site (for
+anonymous ``boot.*`` requests only as fast as ``enroll.anonymous_node_*`` allow); a known MAC
 refreshes the node's address and last-seen time, and a boot callback's ``facts`` are stored.
 Events are applied in arrival order, as many as are waiting (up to 500) in one transaction,
 which also moves the inventory's cursor (:mod:`roost.db.cursors`): after a restart it resumes
@@ -30,6 +31,7 @@ from roost.inventory.nodes import publish
 from roost.inventory.tags import TagCache
 from roost.pki import tokens
 from roost.pki.enroll import authority
+from roost.pki.limits import AnonymousLimit
 from roost.secrets import secret_box
 from roost.service import Health, Runtime, Service
 
@@ -50,15 +52,31 @@ def _ip(value: Any) -> str | None:
         return None
 
 
+ANONYMOUS = "boot."
+"""Events of anonymous boot requests: the nodes they create are capped (enroll.anonymous_node_*)."""
+
+
 async def observe(
-    runtime: Runtime, events: list[Event], through: int | None = None
+    runtime: Runtime,
+    events: list[Event],
+    through: int | None = None,
+    limit: AnonymousLimit | None = None,
 ) -> list[store.StateChange]:
     """Apply events to the inventory in one transaction, in order, and move the inventory's
-    cursor to ``through`` (the id of the last event looked at) in it; return the creations."""
+    cursor to ``through`` (the id of the last event looked at) in it; return the creations.
+    A new MAC from a boot request creates a node only while ``limit`` allows."""
     async with runtime.db.session() as s:
         known = await store.nodes_by_macs(s, (str(ev.data["mac"]) for ev in events))
         created: list[NodeRow] = []
         for ev in events:
+            mac = store.normalize_mac(str(ev.data["mac"]))
+            if (
+                limit is not None
+                and mac not in known
+                and ev.type.startswith(ANONYMOUS)
+                and not limit.allow(mac, ev.site or runtime.settings.site)
+            ):
+                continue
             await _apply(s, runtime, ev, known, created)
         if through is not None:
             await cursors.advance(s, CURSOR, through)
@@ -114,6 +132,10 @@ class InventoryService:
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
         self.tags = TagCache(runtime.db)
+        cfg = runtime.settings.enroll
+        self.anonymous_nodes = AnonymousLimit(
+            "nodes", cfg.anonymous_node_burst, cfg.anonymous_nodes_per_minute, runtime.bus
+        )
 
     async def start(self) -> None:
         settings = self.runtime.settings
@@ -189,7 +211,7 @@ class InventoryService:
 
     async def _purge(self) -> None:
         """Hourly: drop enrollment tokens that expired more than a day ago (the boot renderer
-        issues one per rendered document, so they would otherwise pile up)."""
+        mints one per new MAC and token lifetime, so they would otherwise pile up)."""
         while True:
             try:
                 async with self.runtime.db.session() as s:
@@ -220,10 +242,10 @@ class InventoryService:
         through = events[-1].id
         try:
             try:
-                changes = await observe(self.runtime, valid, through)
+                changes = await observe(self.runtime, valid, through, self.anonymous_nodes)
             except IntegrityError:
                 # Another replica or an enrollment created a node at the same moment.
-                changes = await observe(self.runtime, valid, through)
+                changes = await observe(self.runtime, valid, through, self.anonymous_nodes)
             await publish(self.runtime, changes)
         except Exception:
             if len(valid) > 1:

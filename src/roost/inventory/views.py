@@ -62,6 +62,12 @@ class NodeOut(BaseModel):
     boot_profile: str | None
     power: PowerOut
     certificate: CertificateOut | None = None
+    recommission: bool = Field(
+        default=False, description="an operator asked that the next boot may enroll again"
+    )
+    pending_facts: dict[str, Any] | None = Field(
+        default=None, description="facts of an enrollment waiting for approval (state pending)"
+    )
     last_seen: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -96,6 +102,8 @@ def node_out(node: NodeRow, certificate: CertificateOut | None = None) -> NodeOu
             driver=node.power_driver, settings=power.shown(node), state=node.power_state
         ),
         certificate=certificate,
+        recommission=bool(node.recommission),
+        pending_facts=(node.pending or {}).get("facts") if node.state == "pending" else None,
         last_seen=node.last_seen,
         created_at=node.created_at,
         updated_at=node.updated_at,

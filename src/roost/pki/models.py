@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import Boolean, ForeignKey, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from roost.db.models import Base, BigID, utcnow
@@ -30,6 +30,9 @@ class EnrollmentTokenRow(Base):
     expires_at: Mapped[datetime] = mapped_column()
     used_at: Mapped[datetime | None] = mapped_column(nullable=True)
     used_by: Mapped[int | None] = mapped_column(BigID, nullable=True)
+    anonymous: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Minted for an anonymous boot render (not by an operator): the enrollment policy,
+    the DHCP lease check and ``enroll.approve`` apply to it."""
 
 
 class CertificateRow(Base):

@@ -46,6 +46,7 @@ class Redeemed:
     node_id: int | None
     mac: str | None
     site: str | None
+    anonymous: bool = False
 
 
 def parse_ttl(value: str | int | float | timedelta) -> timedelta:
@@ -73,6 +74,7 @@ async def create_token(
     ttl: timedelta,
     max_ttl: timedelta,
     now: datetime,
+    anonymous: bool = False,
 ) -> tuple[str, EnrollmentTokenRow]:
     if ttl <= timedelta(0) or ttl > max_ttl:
         raise Invalid(f"ttl must be between 1s and {int(max_ttl.total_seconds())}s, got {ttl}")
@@ -97,6 +99,7 @@ async def create_token(
         site=site,
         created_at=now,
         expires_at=now + ttl,
+        anonymous=anonymous,
     )
     s.add(row)
     await s.flush()
@@ -128,8 +131,8 @@ async def issue_enrollment_token(
     return token
 
 
-async def redeem(s: AsyncSession, presented: str, now: datetime) -> Redeemed:
-    """Spend a token inside the caller's transaction (so a failed enrollment rolls it back)."""
+async def find(s: AsyncSession, presented: str) -> EnrollmentTokenRow:
+    """The stored row of a presented token, its secret checked; TokenRefused otherwise."""
     parts = presented.split("_", 2)
     if len(parts) != 3 or parts[0] != PREFIX:
         raise TokenRefused("not an enrollment token")
@@ -137,6 +140,19 @@ async def redeem(s: AsyncSession, presented: str, now: datetime) -> Redeemed:
     row = await s.get(EnrollmentTokenRow, token_id)
     if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
         raise TokenRefused("unknown token")
+    return row
+
+
+async def still_open(s: AsyncSession, token_id: str, now: datetime) -> bool:
+    """True while the token is unused and unexpired (a minted token is re-used until then)."""
+    row = await s.get(EnrollmentTokenRow, token_id)
+    return row is not None and row.used_at is None and row.expires_at > now
+
+
+async def redeem(s: AsyncSession, presented: str, now: datetime) -> Redeemed:
+    """Spend a token inside the caller's transaction (so a failed enrollment rolls it back)."""
+    row = await find(s, presented)
+    token_id = row.id
     if row.used_at is not None:
         raise TokenRefused(f"token {token_id} was already used")
     if row.expires_at <= now:
@@ -153,7 +169,7 @@ async def redeem(s: AsyncSession, presented: str, now: datetime) -> Redeemed:
     )
     if cast(CursorResult[Any], spent).rowcount != 1:
         raise TokenRefused(f"token {token_id} was already used")
-    return Redeemed(row.id, row.node_id, row.mac, row.site)
+    return Redeemed(row.id, row.node_id, row.mac, row.site, row.anonymous)
 
 
 async def mark_used_by(s: AsyncSession, token_id: str, node_id: int) -> None:

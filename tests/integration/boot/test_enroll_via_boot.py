@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from roost.boot.enrollment import enroller, token_issuer
+from roost.boot.enrollment import enroller
 from roost.boot.service import BootService
 from roost.events import EventFilter
 from roost.service import Runtime
@@ -31,7 +31,7 @@ async def enrolling_boot(runtime: Runtime) -> AsyncIterator[str]:
     runtime.settings.boot = runtime.settings.boot.model_copy(
         update={"enabled": True, "host": "127.0.0.1", "http_port": 0, "import_ipxe": False}
     )
-    svc = BootService(runtime, token_for=token_issuer(runtime), enroll=enroller(runtime))
+    svc = BootService(runtime, enroll=enroller(runtime))
     await svc.start()
     try:
         assert svc.address is not None

@@ -71,6 +71,21 @@ class Roost:
         secret: str = r.json()["secret"]
         return secret
 
+    def events(self, type: str) -> list[dict[str, object]]:
+        """Stored events whose type starts with ``type``, oldest first (as the admin)."""
+        r = self.api().get("/events/history", params={"type": type, "since": "1h"})
+        assert r.status_code == 200, r.text
+        found: list[dict[str, object]] = r.json()
+        return found
+
+    def wait_for_event(self, type: str, timeout: float = 15) -> list[dict[str, object]]:
+        """Poll until an event of ``type`` is stored; fail after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not (found := self.events(type)):
+            assert time.monotonic() < deadline, f"no {type} event within {timeout}s"
+            time.sleep(0.1)
+        return found
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*ROOST, *args], env=self.env, capture_output=True, text=True, timeout=60

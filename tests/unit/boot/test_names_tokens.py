@@ -85,6 +85,9 @@ def test_token_names_its_node_and_rejects_tampering() -> None:
     other_mac = "525400abcdee" + token[12:]
     assert tokens.verify(other_mac) is None
     assert BootTokens(b"j" * 32).verify(token) is None  # another secret: another server
+    # bound to the enrollment generation: the token of generation 0 is dead in generation 1
+    assert tokens.verify(token, 1) is None and not tokens.check("52:54:00:ab:cd:ef", token, 1)
+    assert tokens.verify(tokens.issue("52:54:00:ab:cd:ef", 1), 1) == "52:54:00:ab:cd:ef"
     for bad in ("", "-", token[:-1], token + "0", token.upper(), "ü" * 45):
         assert tokens.verify(bad) is None
 
