@@ -113,18 +113,21 @@ class Documents:
         default_profile: str,
         token_for: TokenFor | None = None,
         lookup: NodeLookup = no_inventory,
+        site: str | None = None,
     ) -> None:
         self.book = book
         self.tokens = tokens
         self.default_profile = default_profile
         self.token_for: TokenFor = token_for or tokens.issue
         self.lookup = lookup
+        self.site = site
+        """The site of a MAC the inventory does not know: the server's, where it booted."""
         self.arches: OrderedDict[str, str] = OrderedDict()
 
     async def render(
         self, kind: TemplateKind, mac: str, *, ip: str, arch: str | None, http_base: str
     ) -> Rendered:
-        node = await self.lookup(mac) or NodeInfo(mac=mac)
+        node = await self.lookup(mac) or NodeInfo(mac=mac, site=self.site)
         # user-data, preseed and kickstart are fetched without an architecture: use the one
         # the node's iPXE script was asked for, so every document comes from the same profile
         arch = arch or node.arch or self.arches.get(mac)
