@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from roost.auth import Role, create_token
 from roost.boot.profiles import NodeInfo, Rule, choose
 from roost.db.models import Base
+from roost.events import EventFilter
 from roost.service import Runtime
 
 EAST_MAC, WEST_MAC = "52:54:00:ea:00:02", "52:54:00:5e:00:02"
@@ -162,3 +163,20 @@ async def test_node_private_files_follow_their_nodes_site(
     )
     assert r.status_code == 404
     assert (await api.delete(f"{files}/e.key", headers=east_op)).status_code == 200
+
+
+async def test_boot_events_carry_their_objects_site(
+    runtime: Runtime, api: httpx.AsyncClient
+) -> None:
+    await _nodes(api)
+    east = await _as(runtime, api, Role.operator, "east")
+    await api.put("/api/v1/boot/profiles/e", json=_kernel("e.example"), headers=east)
+    await api.post("/api/v1/boot/rules", json={"profile": "e"}, headers=east)
+    await api.put(
+        "/api/v1/boot/files/w.key", content=b"k", params={"node": WEST_MAC}
+    )  # by the admin, for a west node
+    events = await runtime.bus.history(EventFilter(types=("boot.",)), limit=100)
+    sites = {e.type: e.site for e in events}
+    assert sites["boot.profile.saved"] == "east"
+    assert sites["boot.rule.added"] == "east"
+    assert sites["boot.file.stored"] == "west"
