@@ -169,6 +169,39 @@ async def test_viewers_read_but_only_operators_scan(
     assert (await api.get(SCANS, headers={"Authorization": ""})).status_code == 401
 
 
+async def test_site_scoped_tokens_see_and_scan_only_their_sites(
+    api: httpx.AsyncClient,
+    discovery: DiscoveryService,
+    runtime: Runtime,
+    ports: tuple[dict[int, socket.socket], list[int]],
+) -> None:
+    here = runtime.settings.site
+    done = await _scan(api, discovery, ",".join(map(str, ports[0])))
+    assert done["site"] == here
+
+    async def token(role: Role, site: str) -> dict[str, str]:
+        secret = (await create_token(runtime.db, f"{role} {site}", role, [site])).secret
+        return {"Authorization": f"Bearer {secret}"}
+
+    mine, other = await token(Role.operator, here), await token(Role.operator, "elsewhere")
+    assert [s["id"] for s in (await api.get(SCANS, headers=mine)).json()] == [done["id"]]
+    assert (await api.get("/api/v1/discovery/ports", headers=mine)).json() != []
+    assert (await api.get(SCANS, headers=other)).json() == []
+    assert (await api.get("/api/v1/discovery/ports", headers=other)).json() == []
+    missing = await api.get(f"{SCANS}/999999", headers=other)
+    for path in (f"{SCANS}/{done['id']}", f"{SCANS}/{done['id']}/results"):
+        r = await api.get(path, headers=other)
+        assert r.status_code == 404
+        assert r.json()["detail"] == missing.json()["detail"].replace("999999", str(done["id"]))
+    r = await api.post(SCANS, headers=other, json={"kind": "tcp", "targets": ["127.0.0.1"]})
+    assert r.status_code == 403 and here not in r.json()["detail"]
+    wake = {"mac": "02:00:00:00:00:01", "ip": "127.0.0.1"}
+    assert (await api.post("/api/v1/discovery/wake", headers=other, json=wake)).status_code == 403
+    # an unscoped token narrows the view down with ?site=
+    assert (await api.get(SCANS, params={"site": "elsewhere"})).json() == []
+    assert len((await api.get(SCANS, params={"site": here})).json()) == 1
+
+
 async def test_discovery_off_is_a_clear_conflict(api: httpx.AsyncClient) -> None:
     r = await api.post(SCANS, json={"kind": "tcp", "targets": ["127.0.0.1"]})
     assert r.status_code == 409 and "discovery.subnets" in r.json()["detail"]

@@ -4,21 +4,28 @@ Scans start in the background and answer 202 at once with the scan; progress and
 follow as events (``discovery.scan.*``, ``discovery.host.*``, ``discovery.port.open``) on
 ``/events``, filtered by the scan's subject ``scan/<id>``. Reading needs a viewer token;
 scanning and waking need an operator.
+
+Scans, hosts and ports belong to the site of the server that found them. A token sees those
+of its sites (an unscoped one every site's; ``?site=`` narrows it down); another site's scan
+answers 404 as a missing one does. Scanning and waking happen in the server's own site, so
+they need a token of that site.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import Select, select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from roost.api.deps import Operator, RuntimeDep, Viewer
+from roost.auth import Principal
 from roost.discovery.models import HostRow, PortRow, ScanResultRow, ScanRow
 from roost.discovery.service import DiscoveryService
-from roost.errors import Conflict
+from roost.errors import Conflict, NotFound
 from roost.service import Runtime
 
 router = APIRouter(prefix="/discovery", tags=["discovery"])
@@ -48,6 +55,7 @@ class ScanRequest(BaseModel):
 
 class ScanOut(BaseModel):
     id: int
+    site: str
     kind: str
     targets: list[str]
     ports: str | None
@@ -72,6 +80,7 @@ class ResultOut(BaseModel):
 
 
 class HostOut(BaseModel):
+    site: str
     mac: str
     ip: str | None
     vendor: str | None
@@ -82,6 +91,7 @@ class HostOut(BaseModel):
 
 
 class PortOut(BaseModel):
+    site: str
     ip: str
     protocol: str
     port: int
@@ -112,17 +122,49 @@ def _scan_out(row: ScanRow) -> ScanOut:
     return ScanOut.model_validate(row, from_attributes=True)
 
 
+SiteQuery = Query(None, max_length=64, description="only this site's (default: the token's)")
+
+
+def _in_sites(
+    q: Select[Any], column: InstrumentedAttribute[str], who: Principal, site: str | None
+) -> Select[Any]:
+    """Limit a query to the token's sites, and to ``site`` when given."""
+    if who.sites is not None:
+        q = q.where(column.in_(who.sites))
+    if site is not None:
+        q = q.where(column == site)
+    return q
+
+
+async def _scan(runtime: Runtime, who: Principal, scan_id: int) -> ScanRow:
+    async with runtime.db.session() as s:
+        row = await s.get(ScanRow, scan_id)
+    if row is None or not who.sees(row.site):
+        raise NotFound(f"no such scan {scan_id} (see GET /api/v1/discovery/scans)")
+    return row
+
+
+def _here(runtime: Runtime, who: Principal) -> None:
+    """Scans and wakes act in this server's site: the token must be of it."""
+    who.site_for_new(runtime.settings.site)
+
+
 @router.post("/scans", status_code=202, response_model=ScanOut)
 async def start_scan(body: ScanRequest, runtime: RuntimeDep, who: Operator) -> ScanOut:
+    _here(runtime, who)
     row = await _service(runtime).start_scan(body.kind, body.targets, body.ports, who.token_id)
     return _scan_out(row)
 
 
 @router.get("/scans", response_model=list[ScanOut])
 async def list_scans(
-    runtime: RuntimeDep, _: Viewer, state: str | None = None, limit: int = Query(50, ge=1, le=1000)
+    runtime: RuntimeDep,
+    who: Viewer,
+    state: str | None = None,
+    limit: int = Query(50, ge=1, le=1000),
+    site: str | None = SiteQuery,
 ) -> list[ScanOut]:
-    q = select(ScanRow).where(ScanRow.site == runtime.settings.site)
+    q = _in_sites(select(ScanRow), ScanRow.site, who, site)
     if state:
         q = q.where(ScanRow.state == state)
     async with runtime.db.session() as s:
@@ -131,18 +173,19 @@ async def list_scans(
 
 
 @router.get("/scans/{scan_id}", response_model=ScanOut)
-async def get_scan(scan_id: int, runtime: RuntimeDep, _: Viewer) -> ScanOut:
-    return _scan_out(await _service(runtime).get_scan(scan_id))
+async def get_scan(scan_id: int, runtime: RuntimeDep, who: Viewer) -> ScanOut:
+    return _scan_out(await _scan(runtime, who, scan_id))
 
 
 @router.post("/scans/{scan_id}/cancel", response_model=ScanOut)
-async def cancel_scan(scan_id: int, runtime: RuntimeDep, _: Operator) -> ScanOut:
+async def cancel_scan(scan_id: int, runtime: RuntimeDep, who: Operator) -> ScanOut:
+    await _scan(runtime, who, scan_id)
     return _scan_out(await _service(runtime).cancel_scan(scan_id))
 
 
 @router.get("/scans/{scan_id}/results", response_model=list[ResultOut])
-async def scan_results(scan_id: int, runtime: RuntimeDep, _: Viewer) -> list[ResultOut]:
-    await _service(runtime).get_scan(scan_id)
+async def scan_results(scan_id: int, runtime: RuntimeDep, who: Viewer) -> list[ResultOut]:
+    await _scan(runtime, who, scan_id)
     async with runtime.db.session() as s:
         rows = (
             (
@@ -159,27 +202,33 @@ async def scan_results(scan_id: int, runtime: RuntimeDep, _: Viewer) -> list[Res
 
 
 @router.get("/hosts", response_model=list[HostOut])
-async def list_hosts(runtime: RuntimeDep, _: Viewer, include_gone: bool = False) -> list[HostOut]:
-    q = select(HostRow).where(HostRow.site == runtime.settings.site)
+async def list_hosts(
+    runtime: RuntimeDep, who: Viewer, include_gone: bool = False, site: str | None = SiteQuery
+) -> list[HostOut]:
+    q = _in_sites(select(HostRow), HostRow.site, who, site)
     if not include_gone:
         q = q.where(HostRow.gone.is_(False))
     async with runtime.db.session() as s:
-        rows = (await s.execute(q.order_by(HostRow.ip, HostRow.mac))).scalars().all()
+        rows = (await s.execute(q.order_by(HostRow.site, HostRow.ip, HostRow.mac))).scalars().all()
     return [HostOut.model_validate(r, from_attributes=True) for r in rows]
 
 
 @router.get("/ports", response_model=list[PortOut])
 async def list_ports(
-    runtime: RuntimeDep, _: Viewer, ip: str | None = None, state: str | None = "open"
+    runtime: RuntimeDep,
+    who: Viewer,
+    ip: str | None = None,
+    state: str | None = "open",
+    site: str | None = SiteQuery,
 ) -> list[PortOut]:
-    q = select(PortRow).where(PortRow.site == runtime.settings.site)
+    q = _in_sites(select(PortRow), PortRow.site, who, site)
     if ip:
         q = q.where(PortRow.ip == ip)
     if state:
         q = q.where(PortRow.state == state)
     async with runtime.db.session() as s:
         rows = (
-            (await s.execute(q.order_by(PortRow.ip, PortRow.protocol, PortRow.port)))
+            (await s.execute(q.order_by(PortRow.site, PortRow.ip, PortRow.protocol, PortRow.port)))
             .scalars()
             .all()
         )
@@ -188,6 +237,7 @@ async def list_ports(
 
 @router.post("/wake", response_model=WakeOut)
 async def wake(body: WakeRequest, runtime: RuntimeDep, who: Operator) -> WakeOut:
+    _here(runtime, who)
     res = await _service(runtime).wake(body.mac, body.ip, body.wait, body.password, who.token_id)
     return WakeOut(
         mac=res.mac,

@@ -140,12 +140,15 @@ class Documents:
         default_profile: str,
         gate: Gate,
         lookup: NodeLookup = no_inventory,
+        site: str | None = None,
     ) -> None:
         self.book = book
         self.tokens = tokens
         self.default_profile = default_profile
         self.gate = gate
         self.lookup = lookup
+        self.site = site
+        """The site of a MAC the inventory does not know: the server's, where it booted."""
         self.arches: OrderedDict[tuple[str, str], str] = OrderedDict()
         """(MAC, client address) → the architecture that client last asked for that MAC."""
 
@@ -169,7 +172,7 @@ class Documents:
     async def render(
         self, kind: TemplateKind, mac: str, *, ip: str, arch: str | None, http_base: str
     ) -> Rendered:
-        node = await self.lookup(mac) or NodeInfo(mac=mac)
+        node = await self.lookup(mac) or NodeInfo(mac=mac, site=self.site)
         arch = self._arch(mac, ip, arch, node.arch)
         profile = await self.book.select(node, arch, self.default_profile)
         source = template_for(profile, kind)

@@ -2,7 +2,7 @@
 
 File contents live on disk as sha256-named blobs (see :mod:`roost.boot.store`); a row here is
 the name an operator or a node uses for one blob. Profiles and rules are plain rows so that an
-edit takes effect at the next boot without a restart.
+edit takes effect at the next boot without a restart; each belongs to a site or is global.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class BootProfileRow(Base):
     templates: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    site: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    """The site whose nodes may boot it, or None (global: changed by unscoped tokens only)."""
 
 
 class BootRuleRow(Base):
@@ -53,3 +55,5 @@ class BootRuleRow(Base):
     tag: Mapped[str | None] = mapped_column(String(64), nullable=True)
     node: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    site: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    """The only site whose nodes the rule matches, or None (global: every site)."""

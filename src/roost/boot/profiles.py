@@ -7,6 +7,12 @@ are tried in ``(priority, id)`` order; the first whose every given condition (ar
 MAC, tag, node name) holds wins, and a rule with no condition matches everyone. When none
 matches, ``boot.default_profile`` applies. :func:`choose` is pure so the selection is tested
 without a database; :class:`ProfileBook` stores both.
+
+Profiles and rules belong to a site or are global (site None). A rule matches only nodes of its
+own site (a global one every node), and a node boots only a profile of its own site or a global
+one, so what one site's operators change can never reach another site's nodes. What a token
+sees and changes is decided by :class:`~roost.auth.Principal`; ``who=None`` is Roost itself
+(the boot server), which sees everything.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from roost.auth import Principal
 from roost.boot.models import BootProfileRow, BootRuleRow
 from roost.boot.names import check_arch, check_file_name, check_profile_name, normalize_mac
 from roost.boot.render import LOCAL_IPXE, TemplateKind, compile_template
@@ -26,6 +34,7 @@ from roost.errors import Conflict, Forbidden, Invalid, NotFound
 
 LOCAL = "local"
 _URL_SCHEMES = ("http://", "https://", "tftp://")
+_SITE_HELP = "its site; default: the token's one site, global for an unscoped token"
 
 
 def check_source(value: str) -> str:
@@ -45,6 +54,9 @@ class ProfileIn(BaseModel):
     initrds: list[str] = Field(default_factory=list, max_length=16)
     cmdline: str = Field(default="", max_length=4096, description="Jinja2 template")
     templates: dict[TemplateKind, str] = Field(default_factory=dict)
+    site: str | None = Field(
+        default=None, min_length=1, max_length=64, description=f"{_SITE_HELP}; kept on replace"
+    )
 
     @field_validator("kernel")
     @classmethod
@@ -89,6 +101,9 @@ class RuleIn(BaseModel):
     mac: str | None = None
     tag: str | None = Field(default=None, min_length=1, max_length=64)
     node: str | None = Field(default=None, min_length=1, max_length=128)
+    site: str | None = Field(
+        default=None, min_length=1, max_length=64, description=f"{_SITE_HELP}; matches its nodes"
+    )
 
     @field_validator("arch")
     @classmethod
@@ -116,11 +131,19 @@ class NodeInfo:
     tags: tuple[str, ...] = field(default_factory=tuple)
     profile: str | None = None
     """A profile the inventory pinned the node to; it wins over every rule."""
+    site: str | None = None
+    """The node's site; only that site's rules and profiles (and global ones) apply to it."""
+
+
+def fits(site: str | None, node: NodeInfo) -> bool:
+    """Whether a rule or profile of ``site`` may apply to ``node``: global ones apply to all."""
+    return site is None or site == node.site
 
 
 def matches(rule: RuleIn, node: NodeInfo, arch: str | None) -> bool:
     return (
-        (rule.arch is None or rule.arch == arch)
+        fits(rule.site, node)
+        and (rule.arch is None or rule.arch == arch)
         and (rule.mac is None or rule.mac == node.mac)
         and (rule.tag is None or rule.tag in node.tags)
         and (rule.node is None or rule.node == node.name)
@@ -144,6 +167,7 @@ def _profile(row: BootProfileRow) -> Profile:
         cmdline=row.cmdline,
         templates=dict(row.templates),
         updated_at=row.updated_at,
+        site=row.site,
     )
 
 
@@ -156,40 +180,64 @@ def _rule(row: BootRuleRow) -> Rule:
         mac=row.mac,
         tag=row.tag,
         node=row.node,
+        site=row.site,
     )
 
 
+def _no_profile(name: str) -> NotFound:
+    # the same words whether it is missing or another site's: they tell nothing of the latter
+    return NotFound(f"no boot profile {name!r} (see GET /api/v1/boot/profiles)")
+
+
+def _no_rule(rule_id: int) -> NotFound:
+    return NotFound(f"no boot rule {rule_id} (see GET /api/v1/boot/rules)")
+
+
 class ProfileBook:
-    """Profiles and rules in the database; constructed without I/O."""
+    """Profiles and rules in the database; constructed without I/O.
+
+    The API passes the calling token (``who``): a profile or rule outside its sites is
+    answered as if it did not exist."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def get(self, name: str) -> Profile:
+    async def get(self, name: str, who: Principal | None = None) -> Profile:
         if name == LOCAL:
             return LOCAL_PROFILE
         async with self.db.session() as s:
             row = await s.get(BootProfileRow, name)
-            if row is None:
-                raise NotFound(f"no boot profile {name!r} (see GET /api/v1/boot/profiles)")
+            if row is None or (who is not None and not who.sees(row.site)):
+                raise _no_profile(name)
             return _profile(row)
 
-    async def profiles(self) -> list[Profile]:
+    async def profiles(self, who: Principal | None = None) -> list[Profile]:
         async with self.db.session() as s:
             rows = (await s.execute(select(BootProfileRow).order_by(BootProfileRow.name))).scalars()
-            return [LOCAL_PROFILE, *(_profile(r) for r in rows)]
+            mine = (_profile(r) for r in rows if who is None or who.sees(r.site))
+            return [LOCAL_PROFILE, *mine]
 
-    async def put(self, name: str, body: ProfileIn) -> tuple[Profile, bool]:
-        """Create or replace; returns the profile and whether it was created."""
+    async def put(self, name: str, body: ProfileIn, who: Principal) -> tuple[Profile, bool]:
+        """Create or replace; returns the profile and whether it was created. A replaced
+        profile keeps its site unless the body names one."""
         check_profile_name(name)
         if name == LOCAL:
             raise Forbidden("the local profile is built in; give yours another name")
         async with self.db.session() as s:
             row = await s.get(BootProfileRow, name)
+            if row is not None and not who.sees(row.site):
+                raise _no_profile(name)
             created = row is None
+            if row is None or "site" in body.model_fields_set:
+                site = who.site_for_new(body.site)
+            else:
+                site = row.site
             if row is None:
                 row = BootProfileRow(name=name, created_at=utcnow())
                 s.add(row)
+            elif site != row.site and await _rules_using(s, name):
+                raise Conflict(f"rules use profile {name!r}; remove them before moving it")
+            row.site = site
             row.description, row.kernel, row.initrds = body.description, body.kernel, body.initrds
             row.cmdline, row.templates = (
                 body.cmdline,
@@ -199,51 +247,66 @@ class ProfileBook:
             await s.flush()
             return _profile(row), created
 
-    async def delete(self, name: str) -> Profile:
+    async def delete(self, name: str, who: Principal) -> Profile:
         if name == LOCAL:
             raise Forbidden("the local profile is built in and cannot be removed")
         async with self.db.session() as s:
             row = await s.get(BootProfileRow, name)
-            if row is None:
-                raise NotFound(f"no boot profile {name!r}")
-            used = (
-                await s.execute(
-                    select(func.count()).select_from(BootRuleRow).where(BootRuleRow.profile == name)
-                )
-            ).scalar_one()
+            if row is None or not who.sees(row.site):
+                raise _no_profile(name)
+            # a rule uses a profile of its own site or a global one, and only an unscoped
+            # token (which sees every rule) deletes a global profile: the count tells nothing
+            used = await _rules_using(s, name)
             if used:
                 raise Conflict(f"{used} rule(s) use profile {name!r}; remove them first")
             gone = _profile(row)
             await s.delete(row)
             return gone
 
-    async def rules(self) -> list[Rule]:
+    async def rules(self, who: Principal | None = None) -> list[Rule]:
         async with self.db.session() as s:
             q = select(BootRuleRow).order_by(BootRuleRow.priority, BootRuleRow.id)
-            return [_rule(r) for r in (await s.execute(q)).scalars()]
+            rows = (await s.execute(q)).scalars()
+            return [_rule(r) for r in rows if who is None or who.sees(r.site)]
 
-    async def add_rule(self, body: RuleIn) -> Rule:
-        await self.get(body.profile)  # NotFound names the missing profile
+    async def add_rule(self, body: RuleIn, who: Principal) -> Rule:
+        site = who.site_for_new(body.site)
+        profile = await self.get(body.profile, who)  # NotFound names only what was asked for
+        if profile.site is not None and profile.site != site:
+            raise Invalid(
+                f"profile: {body.profile!r} is of site {profile.site!r}; a rule may use only "
+                "a profile of its own site or a global one"
+            )
         async with self.db.session() as s:
-            row = BootRuleRow(**body.model_dump(), created_at=utcnow())
+            row = BootRuleRow(**{**body.model_dump(), "site": site}, created_at=utcnow())
             s.add(row)
             await s.flush()
             return _rule(row)
 
-    async def delete_rule(self, rule_id: int) -> Rule:
+    async def delete_rule(self, rule_id: int, who: Principal) -> Rule:
         async with self.db.session() as s:
             row = await s.get(BootRuleRow, rule_id)
-            if row is None:
-                raise NotFound(f"no boot rule {rule_id} (see GET /api/v1/boot/rules)")
+            if row is None or not who.sees(row.site):
+                raise _no_rule(rule_id)
             gone = _rule(row)
             await s.delete(row)
             return gone
 
     async def select(self, node: NodeInfo, arch: str | None, default: str) -> Profile:
         """The profile for ``node``: its pinned one, else the rules' choice; a name that does
-        not exist (any more) falls back to ``default``."""
+        not exist (any more) or names another site's profile falls back to ``default``."""
         name = node.profile or choose(await self.rules(), node, arch, default)
-        try:
-            return await self.get(name)
-        except NotFound:
-            return await self.get(default) if name != default else LOCAL_PROFILE
+        for candidate in (name, default):
+            try:
+                profile = await self.get(candidate)
+            except NotFound:
+                continue
+            if fits(profile.site, node):
+                return profile
+        return LOCAL_PROFILE
+
+
+async def _rules_using(s: AsyncSession, profile: str) -> int:
+    q = select(func.count()).select_from(BootRuleRow).where(BootRuleRow.profile == profile)
+    used: int = (await s.execute(q)).scalar_one()
+    return used

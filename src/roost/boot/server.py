@@ -141,6 +141,7 @@ class BootHTTP:
                 "status": response.status,
                 "complete": complete,
             },
+            site=self.documents.site,
         )
 
     # -- routes --------------------------------------------------------------------------------
@@ -261,6 +262,7 @@ class BootHTTP:
             "boot.callback",
             mac,
             {"mac": mac, "ip": request.client, "facts": facts, "enrolled": True},
+            site=self.documents.site,
         )
         body = json.dumps({"ok": True, "mac": mac, "enrolled": True}).encode()
         return Response(200, [("content-type", "application/json")], body)
@@ -278,6 +280,7 @@ class BootHTTP:
             "boot.callback",
             mac,
             {"mac": mac, "ip": request.client, "facts": facts},
+            site=self.documents.site,
         )
         body = json.dumps({"ok": True, "mac": mac}).encode()
         return Response(200, [("content-type", "application/json")], body)

@@ -11,6 +11,7 @@ plug into are attributes: ``gate`` (the enrollment policy, :mod:`roost.boot.enro
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 
 from roost.boot.documents import Documents, Gate, NodeLookup, no_inventory
@@ -23,6 +24,9 @@ from roost.boot.tokens import BootTokens
 from roost.service import Health, Runtime
 
 log = logging.getLogger(__name__)
+
+NodeSites = Callable[[Collection[str]], Awaitable[dict[str, str]]]
+"""``sites(macs)``: the site of each of ``macs`` that belongs to a node."""
 
 IPXE_FILES = {"undionly.kpxe": "bios", "ipxe.efi": "x86_64-efi", "snponly.efi": "x86_64-efi"}
 """Debian ``ipxe`` binaries imported as default boot files, with their architecture."""
@@ -72,6 +76,7 @@ class BootService:
             self.settings.default_profile,
             self.gate or EnrollmentGate(self.runtime, boot_tokens),
             lookup=self.lookup,
+            site=self.runtime.settings.site,
         )
         site = BootHTTP(
             self.store, self.documents, self.runtime.bus, self.settings.public_url, self.enroll
@@ -153,6 +158,20 @@ def node_lookup(runtime: Runtime) -> NodeLookup:
     except ImportError:  # a build without the inventory capability
         return no_inventory
     return inventory_lookup(runtime.db)
+
+
+async def _no_sites(macs: Collection[str]) -> dict[str, str]:
+    return {}
+
+
+def node_sites(runtime: Runtime) -> NodeSites:
+    """The sites of the nodes owning some MACs (none without the inventory: every MAC is then
+    no node, and what belongs to one is for unscoped tokens only)."""
+    try:
+        from roost.boot.inventory import inventory_sites
+    except ImportError:  # a build without the inventory capability
+        return _no_sites
+    return inventory_sites(runtime.db)
 
 
 def make(runtime: Runtime) -> BootService | None:

@@ -48,8 +48,9 @@ app.add_typer(profile_app, name="profile")
 app.add_typer(rule_app, name="rule")
 
 FILE_COLUMNS = ["name", "size", "arch", "node", "content_type", "sha256", "created_at"]
-PROFILE_COLUMNS = ["name", "kernel", "initrds", "cmdline", "templates", "description"]
-RULE_COLUMNS = ["id", "priority", "profile", "arch", "mac", "tag", "node"]
+PROFILE_COLUMNS = ["name", "site", "kernel", "initrds", "cmdline", "templates", "description"]
+RULE_COLUMNS = ["id", "priority", "site", "profile", "arch", "mac", "tag", "node"]
+SITE_HELP = "its site (default: the token's one site; global for an unscoped token)"
 _CHUNK = 1 << 20
 
 
@@ -201,6 +202,7 @@ def profile_add(
     ),
     description: str = typer.Option("", help="what the profile is for"),
     replace: bool = typer.Option(False, "--replace", help="overwrite an existing profile"),
+    site: str | None = typer.Option(None, help=f"{SITE_HELP}; a replace keeps it"),
     as_json: bool = JSONOption,
 ) -> None:
     """Add a boot profile (or replace one with --replace)."""
@@ -210,6 +212,7 @@ def profile_add(
         "initrds": initrd,
         "cmdline": cmdline,
         "templates": _templates(template),
+        **({"site": site} if site else {}),
     }
     headers = {} if replace else {"If-None-Match": "*"}
     act(
@@ -270,10 +273,12 @@ def rule_add(
     tag: str | None = typer.Option(None, help="a tag the node carries in the inventory"),
     node: str | None = typer.Option(None, help="the node's inventory name"),
     priority: int = typer.Option(100, help="lower is tried first"),
+    site: str | None = typer.Option(None, help=f"{SITE_HELP}; it matches only its nodes"),
     as_json: bool = JSONOption,
 ) -> None:
-    """Choose PROFILE for nodes matching every given condition (none: every node)."""
-    body = {"profile": profile, "arch": arch, "mac": mac, "tag": tag, "node": node}
+    """Choose PROFILE for nodes matching every given condition (none: every node of the
+    rule's site; every node at all for a global rule)."""
+    body = {"profile": profile, "arch": arch, "mac": mac, "tag": tag, "node": node, "site": site}
     act(
         ctx,
         "POST",

@@ -15,6 +15,7 @@ app = typer.Typer(help="Find machines (ARP) and their open ports (TCP/UDP).", no
 _END = ("discovery.scan.finished", "discovery.scan.cancelled", "discovery.scan.failed")
 SCAN_COLUMNS = [
     "id",
+    "site",
     "kind",
     "state",
     "percent",
@@ -24,6 +25,15 @@ SCAN_COLUMNS = [
     "ports",
     "started_at",
 ]
+
+
+SiteOption = typer.Option(
+    None, "--site", help="only this site's (default: every site of the token)"
+)
+
+
+def _site(params: dict[str, Any], site: str | None) -> dict[str, Any]:
+    return {**params, "site": site} if site else params
 
 
 def _show_scans(rows: list[dict[str, Any]], as_json: bool) -> None:
@@ -74,7 +84,8 @@ def _run(ctx: typer.Context, body: dict[str, Any], wait: bool, as_json: bool) ->
             print_json({"scan": final, "results": results})
             return
         if body["kind"] == "arp":
-            hosts = {h["mac"]: h for h in c.get("/discovery/hosts")}
+            found = c.get("/discovery/hosts", params={"site": final["site"]})
+            hosts = {h["mac"]: h for h in found}
             rows = [
                 {**r, "vendor": (hosts.get(r["mac"] or "") or {}).get("vendor")} for r in results
             ]
@@ -120,11 +131,12 @@ def ports(
 def status(
     ctx: typer.Context,
     limit: int = typer.Option(20, help="how many recent scans"),
+    site: str | None = SiteOption,
     as_json: bool = JSONOption,
 ) -> None:
     """Recent and running scans with their progress."""
     with client(ctx) as c:
-        rows = c.get("/discovery/scans", params={"limit": limit})
+        rows = c.get("/discovery/scans", params=_site({"limit": limit}, site))
     _show_scans(rows, as_json)
 
 
@@ -140,12 +152,14 @@ def cancel(ctx: typer.Context, scan_id: int, as_json: bool = JSONOption) -> None
 def hosts(
     ctx: typer.Context,
     include_gone: bool = typer.Option(False, "--gone"),
+    site: str | None = SiteOption,
     as_json: bool = JSONOption,
 ) -> None:
     """Hosts discovery knows about."""
     with client(ctx) as c:
-        rows = c.get("/discovery/hosts", params={"include_gone": include_gone})
-    output(rows, ["ip", "mac", "vendor", "source", "first_seen", "last_seen", "gone"], as_json)
+        rows = c.get("/discovery/hosts", params=_site({"include_gone": include_gone}, site))
+    columns = ["site", "ip", "mac", "vendor", "source", "first_seen", "last_seen", "gone"]
+    output(rows, columns, as_json)
 
 
 @app.command("open")
@@ -153,14 +167,12 @@ def open_ports(
     ctx: typer.Context,
     ip: str | None = typer.Option(None, "--ip", help="only this address"),
     state: str = typer.Option("open", help="open, closed, open|filtered, … ('' for all)"),
+    site: str | None = SiteOption,
     as_json: bool = JSONOption,
 ) -> None:
     """Ports found so far, with the first and last time each was seen open."""
-    params = {"state": state, **({"ip": ip} if ip else {})}
+    params = _site({"state": state, **({"ip": ip} if ip else {})}, site)
     with client(ctx) as c:
         rows = c.get("/discovery/ports", params=params)
-    output(
-        rows,
-        ["ip", "protocol", "port", "state", "service", "first_seen_open", "last_seen_open"],
-        as_json,
-    )
+    columns = ["site", "ip", "protocol", "port", "state", "service"]
+    output(rows, [*columns, "first_seen_open", "last_seen_open"], as_json)

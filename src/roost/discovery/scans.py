@@ -220,10 +220,12 @@ class ScanJob:
         for type_, subject, data in pending:
             if type_ == "discovery.port.open":
                 await self._with_mac(data)
-            await self.bus.publish(type_, subject, data)
+            await self.bus.publish(type_, subject, data, site=self.site)
         if time.monotonic() - self._last_progress >= 0.25 or self.percent >= 100.0:
             self._last_progress = time.monotonic()
-            self.bus.emit("discovery.scan.progress", self.subject, self.progress_data())
+            self.bus.emit(
+                "discovery.scan.progress", self.subject, self.progress_data(), site=self.site
+            )
 
     async def _with_mac(self, data: dict[str, Any]) -> None:
         async with self.db.session() as s:
@@ -289,8 +291,8 @@ class ScanJob:
             row.probes = int(stats.get("probes", stats.get("addresses", 0)))
             row.stats = {**stats, "seconds": round(took, 3)}
         for type_, subject, data in pending:
-            await self.bus.publish(type_, subject, data)
+            await self.bus.publish(type_, subject, data, site=self.site)
         data = {**self.progress_data(), "state": state, "seconds": round(took, 3)}
         if error:
             data["error"] = error
-        await self.bus.publish(f"discovery.scan.{state}", self.subject, data)
+        await self.bus.publish(f"discovery.scan.{state}", self.subject, data, site=self.site)

@@ -161,6 +161,7 @@ class DiscoveryService:
                 "port_count": len(port_list),
                 "by": requested_by,
             },
+            site=self.site,
         )
         job.task = asyncio.create_task(self._run(job), name=f"discovery-scan-{row.id}")
         return row
@@ -224,7 +225,7 @@ class DiscoveryService:
                 s, self.site, seen.mac, seen.ip, f"passive-{seen.how}", datetime.now(UTC)
             )
         for type_, subject, data in pending:
-            await self.bus.publish(type_, subject, data)
+            await self.bus.publish(type_, subject, data, site=self.site)
 
     # -- wake --------------------------------------------------------------------------
 
@@ -285,7 +286,9 @@ class DiscoveryService:
         base = {"mac": mac, "ip": ip, "by": by}
 
         async def on_sent(how: tuple[str, ...]) -> None:
-            await self.bus.publish("power.wake.sent", mac, {**base, "via": list(how)})
+            await self.bus.publish(
+                "power.wake.sent", mac, {**base, "via": list(how)}, site=self.site
+            )
             sent_event.set()
 
         try:
@@ -308,6 +311,7 @@ class DiscoveryService:
                 "power.wake.confirmed",
                 mac,
                 {**base, "via": result.via, "seconds": round(result.elapsed, 3)},
+                site=self.site,
             )
             if ip is not None:
                 async with self.db.session() as ses:
@@ -315,10 +319,13 @@ class DiscoveryService:
                         ses, self.site, mac, ip, "wake", datetime.now(UTC)
                     )
                 for type_, subject, data in pending:
-                    await self.bus.publish(type_, subject, data)
+                    await self.bus.publish(type_, subject, data, site=self.site)
         else:
             await self.bus.publish(
-                "power.wake.timeout", mac, {**base, "seconds": round(result.elapsed, 3)}
+                "power.wake.timeout",
+                mac,
+                {**base, "seconds": round(result.elapsed, 3)},
+                site=self.site,
             )
         return result
 

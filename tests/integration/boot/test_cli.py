@@ -87,3 +87,23 @@ async def test_profile_add_list_show_rm(live_url: str, admin_token: str, tmp_pat
     assert rc == 0, err
     rc, _, err = await roost(live_url, admin_token, "boot", "profile", "rm", "commission")
     assert rc == 0, err
+
+
+async def test_profile_and_rule_of_a_site(live_url: str, admin_token: str) -> None:
+    rc, out, err = await roost(
+        live_url, admin_token, "boot", "profile", "add", "east-p", "--kernel", "vmlinuz",
+        "--site", "east", "--json",
+    )  # fmt: skip
+    assert rc == 0, err
+    assert json.loads(out)["site"] == "east"
+    rc, out, err = await roost(
+        live_url, admin_token, "boot", "rule", "add", "east-p", "--site", "east", "--json"
+    )
+    assert rc == 0, err
+    assert json.loads(out)["site"] == "east"
+    rc, out, err = await roost(
+        live_url, admin_token, "boot", "rule", "add", "east-p", "--site", "west"
+    )
+    assert rc == 1 and "422" in err and "its own site" in err
+    rc, out, _ = await roost(live_url, admin_token, "boot", "rule", "list")
+    assert rc == 0 and "site" in out and "east" in out
