@@ -22,6 +22,7 @@ from pathlib import Path
 
 import uvicorn
 
+from roost import privileges
 from roost.api import create_app
 from roost.auth import IssuedToken, ensure_admin_token
 from roost.service import Runtime
@@ -79,6 +80,7 @@ def _announce(issued: IssuedToken | None, url: str, settings: Settings) -> None:
 
 
 async def serve(settings: Settings) -> None:
+    privileges.report(settings)
     runtime = Runtime.create(settings)
     await runtime.start()
     stop = asyncio.Event()
@@ -93,7 +95,7 @@ async def serve(settings: Settings) -> None:
             socket.AF_INET6 if ":" in settings.api.host else socket.AF_INET, socket.SOCK_STREAM
         )
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((settings.api.host, settings.api.port))
+        privileges.bind(sock, (settings.api.host, settings.api.port), "api.port")
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         url = settings.api.public_url or f"http://{shown}:{port}"
