@@ -22,6 +22,7 @@ from pathlib import Path
 
 import uvicorn
 
+from roost import privileges
 from roost.api import create_app
 from roost.auth import IssuedToken, ensure_admin_token
 from roost.service import Runtime
@@ -60,19 +61,26 @@ def read_client_file(data_dir: Path) -> dict[str, str]:
 
 
 def _announce(issued: IssuedToken | None, url: str, settings: Settings) -> None:
-    out = sys.stderr
-    print(f"Roost API listening on {url}/api/v1 (docs: {url}/api/v1/docs)", file=out)
+    """What the operator sees at start on stderr, which is the log (journal, a file). The
+    first admin token goes only to its file and, when stdout is a terminal, to that terminal:
+    a log is read and kept by more people than the token is meant for."""
+    log_out = sys.stderr
+    print(f"Roost API listening on {url}/api/v1 (docs: {url}/api/v1/docs)", file=log_out)
     if issued is not None:
+        token_file = settings.data_dir / "admin-token"
         print(
-            "\nFirst start: an admin token was created. It is shown once and saved, mode 0600, in\n"
-            f"  {settings.data_dir / 'admin-token'}\n\n  {issued.secret}\n\n"
-            f"Use it as: curl -H 'Authorization: Bearer <token>' {url}/api/v1/events\n",
-            file=out,
+            f"First start: an admin token was created and saved, mode 0600, in {token_file}\n"
+            f'Use it as: curl -H "Authorization: Bearer $(cat {token_file})" '
+            f"{url}/api/v1/events",
+            file=log_out,
         )
-    out.flush()
+        if sys.stdout.isatty():
+            print(f"\nThe admin token, shown here once:\n\n  {issued.secret}\n", flush=True)
+    log_out.flush()
 
 
 async def serve(settings: Settings) -> None:
+    privileges.report(settings)
     runtime = Runtime.create(settings)
     await runtime.start()
     stop = asyncio.Event()
@@ -87,7 +95,7 @@ async def serve(settings: Settings) -> None:
             socket.AF_INET6 if ":" in settings.api.host else socket.AF_INET, socket.SOCK_STREAM
         )
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((settings.api.host, settings.api.port))
+        privileges.bind(sock, (settings.api.host, settings.api.port), "api.port")
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         url = settings.api.public_url or f"http://{shown}:{port}"

@@ -9,6 +9,7 @@ start in entry-point name order and stop in reverse; constructors do no I/O.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -16,6 +17,7 @@ from typing import Protocol, runtime_checkable
 
 from roost.db import Database
 from roost.events import EventBus
+from roost.files import private_dir, private_umask
 from roost.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class Runtime:
     bus: EventBus
     services: list[Service] = field(default_factory=list)
     started: bool = False
+    _umask: int | None = None
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -60,7 +63,9 @@ class Runtime:
         return next((s for s in self.services if s.name == name), None)
 
     async def start(self, load_services: bool = True) -> None:
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # files are this user's only while Roost runs (see roost.files); restored at stop
+        self._umask = private_umask()
+        private_dir(self.settings.data_dir)
         await self.db.open()
         await self.bus.start()
         if load_services:
@@ -87,6 +92,9 @@ class Runtime:
         await self.bus.stop()
         await self.db.close()
         self.started = False
+        if self._umask is not None:
+            os.umask(self._umask)
+            self._umask = None
 
     def health(self) -> dict[str, Health]:
         return {s.name: s.health() for s in self.services}

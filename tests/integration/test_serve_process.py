@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -58,16 +60,46 @@ def served(
             proc.wait()
 
 
-def test_first_start_prints_and_saves_admin_token(served, tmp_path: Path) -> None:
+def test_first_start_saves_admin_token_and_keeps_it_out_of_the_log(served, tmp_path: Path) -> None:
     _proc, url, env = served
     token_file = Path(env["ROOST_DATA_DIR"]) / "admin-token"
     assert token_file.stat().st_mode & 0o777 == 0o600
     token = token_file.read_text().strip()
-    assert token in (tmp_path / "serve.log").read_text()
+    log = (tmp_path / "serve.log").read_text()
+    assert token not in log and token.split("_")[2] not in log
+    assert str(token_file) in log  # the log says where the token is
     assert httpx.get(f"{url}/api/v1/events/history").status_code == 401
     ok = httpx.get(f"{url}/api/v1/events/history", headers={"Authorization": f"Bearer {token}"})
     assert ok.status_code == 200
     assert "roost.started" in {e["type"] for e in ok.json()}
+
+
+def test_first_admin_token_is_shown_on_a_terminal_and_not_in_the_log(
+    tmp_path: Path, db_url: str
+) -> None:
+    env = _env(tmp_path / "data", db_url)
+    log = tmp_path / "serve.log"
+    controller, terminal = pty.openpty()
+    with log.open("wb") as err:
+        proc = subprocess.Popen([*ROOST, "serve"], env=env, stdout=terminal, stderr=err)
+    os.close(terminal)
+    shown = b""
+    try:
+        token_file = Path(env["ROOST_DATA_DIR"]) / "admin-token"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            ready, _, _ = select.select([controller], [], [], 0.2)
+            if ready:
+                shown += os.read(controller, 4096)
+            if token_file.exists() and token_file.read_text().strip().encode() in shown:
+                break
+        token = token_file.read_text().strip()
+        assert token.encode() in shown, (shown, log.read_text())
+        assert token not in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        os.close(controller)
 
 
 def test_events_follow_shows_token_create(served) -> None:

@@ -17,6 +17,7 @@ from roost.api import (
     events,
     health,
     nodes,
+    openapi,
     problems,
     tokens,
 )
@@ -47,6 +48,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         redoc_url=None,
     )
     app.state.runtime = runtime
+    app.openapi = lambda: openapi.document(app)  # type: ignore[method-assign]
     problems.install(app)
     app.include_router(health.router)
     for router in ROUTERS:

@@ -84,7 +84,12 @@ async def list_files(runtime: RuntimeDep, who: Viewer) -> list[BootFileOut]:
     ]
 
 
-@router.put("/files/{name:path}", response_model=BootFileOut, status_code=201)
+@router.put(
+    "/files/{name:path}",
+    response_model=BootFileOut,
+    status_code=201,
+    responses={200: {"model": BootFileOut, "description": "Replaced a file of that name"}},
+)
 async def put_file(
     name: str,
     request: Request,

@@ -6,11 +6,15 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, WebSocket
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from roost.auth import Principal, Role, verify_token
 from roost.service import Runtime
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="roost"'}
+# Declares the bearer scheme in the OpenAPI document of every route that takes a token;
+# the header is read and checked below, with Roost's own messages.
+_SCHEME = HTTPBearer(scheme_name="bearer", description="roost_<id>_<secret>", auto_error=False)
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -35,7 +39,9 @@ async def authenticate(runtime: Runtime, token: str | None) -> Principal:
 
 def require(role: Role) -> Callable[..., Awaitable[Principal]]:
     async def dependency(
-        request: Request, runtime: Annotated[Runtime, Depends(get_runtime)]
+        request: Request,
+        runtime: Annotated[Runtime, Depends(get_runtime)],
+        _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_SCHEME)],
     ) -> Principal:
         principal = await authenticate(runtime, _bearer(request.headers.get("authorization")))
         principal.require(role)

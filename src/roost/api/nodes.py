@@ -65,7 +65,12 @@ async def add(body: NodeSpec, runtime: RuntimeDep, who: Operator) -> NodeOut:
     return await nodes.add_node(runtime, body, who.sites)
 
 
-@router.get("/export", response_model=None, summary="Export nodes as JSON or CSV")
+@router.get(
+    "/export",
+    response_model=None,
+    summary="Export nodes as JSON or CSV",
+    responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+)
 async def export(
     runtime: RuntimeDep,
     who: Viewer,

@@ -70,6 +70,11 @@ def install(app: FastAPI) -> None:
         detail = "; ".join(f"{e['location']}: {e['message']}" for e in errors)
         return problem(422, detail, errors=errors)
 
+    @app.exception_handler(OverflowError)
+    async def _overflow(_req: Request, exc: OverflowError) -> JSONResponse:
+        # an integer the database cannot hold (SQLite and PostgreSQL: 64 bits), e.g. an id
+        return problem(422, f"a number in the request is out of range: {exc}")
+
     @app.exception_handler(Exception)
     async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)

@@ -29,6 +29,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import h11
 
+from roost import privileges
+
 log = logging.getLogger(__name__)
 
 _RECV = 65536
@@ -235,7 +237,7 @@ class HTTPServer:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
+        privileges.bind(sock, (host, port), "boot.http_port")
         sock.listen(1024)
         sock.setblocking(False)
         self._listener = sock

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import mimetypes
 import os
 import time
@@ -30,6 +31,9 @@ from roost.boot.names import check_arch, check_file_name, normalize_mac
 from roost.db import Database
 from roost.db.models import utcnow
 from roost.errors import NotFound, RoostError
+from roost.files import DIR_MODE, FILE_MODE
+
+log = logging.getLogger(__name__)
 
 _WRITE_CHUNK = 1 << 20  # hash and write in 1 MiB pieces, off the event loop
 _LOCKS: dict[Path, asyncio.Lock] = {}
@@ -98,15 +102,21 @@ class BootStore:
             await asyncio.to_thread(self._sweep, referenced)
 
     def _mkdirs(self) -> None:
-        for d in (self.blobs, self.tmp):
-            d.mkdir(parents=True, exist_ok=True)
+        for d in (self.root, self.blobs, self.tmp):
+            d.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
 
     def _sweep(self, referenced: set[str]) -> None:
         for leftover in self.tmp.iterdir():
             leftover.unlink(missing_ok=True)
+        tightened = 0
         for blob in self.blobs.glob("*/*"):
             if blob.name not in referenced:
                 blob.unlink(missing_ok=True)
+            elif blob.stat().st_mode & 0o077:  # stored by a Roost that made blobs 0644
+                blob.chmod(FILE_MODE)
+                tightened += 1
+        if tightened:
+            log.warning("boot store: %d blobs were readable by others; now mode 0600", tightened)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -174,7 +184,7 @@ class BootStore:
         node = normalize_mac(node) if node else None
         await asyncio.to_thread(self._mkdirs)
         tmp = self.tmp / f"{uuid.uuid4().hex}.part"
-        f = await asyncio.to_thread(tmp.open, "wb")
+        f = await asyncio.to_thread(_create_private, tmp)
         digest = hashlib.sha256()
         size = 0
         try:
@@ -224,7 +234,7 @@ class BootStore:
 
     def _install(self, tmp: Path, sha: str) -> None:
         final = self.blob_path(sha)
-        final.parent.mkdir(exist_ok=True)
+        final.parent.mkdir(exist_ok=True, mode=DIR_MODE)
         os.replace(tmp, final)  # same bytes if it existed: replacing is harmless
         _fsync_dir(final.parent)
 
@@ -250,6 +260,12 @@ class BootStore:
             ).scalar_one()
         if not users:
             await asyncio.to_thread(self.blob_path(sha).unlink, missing_ok=True)
+
+
+def _create_private(path: Path) -> IO[bytes]:
+    """A new file for writing, mode 0600 whatever the umask (blobs include node-private files)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    return os.fdopen(fd, "wb")
 
 
 def _absorb(f: IO[bytes], digest: hashlib._Hash, data: bytes, final: bool = False) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from roost import logs, server
+from roost import files, logs, server
 from roost.cli.common import ConfigOption, settings_from
 
 
@@ -18,6 +18,7 @@ def serve(
     log_format: str | None = typer.Option(None, help="console or json (log.format)"),
 ) -> None:
     """Run the Roost server: API, event bus and every enabled service."""
+    files.private_umask()  # before anything is created: Roost's files are its user's only
     settings = settings_from(
         config,
         **{"api.host": host, "api.port": port, "data_dir": data_dir, "log.format": log_format},

@@ -30,6 +30,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import StaticPool
 
+from roost.files import SQLITE_SIDECARS, private_file
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -65,8 +67,11 @@ class Database:
     async def open(self, migrate: bool = True) -> None:
         url = make_url(self.url)
         kwargs: dict[str, Any] = {}
-        if self.dialect == "sqlite" and url.database:
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        if self.dialect == "sqlite" and url.database and url.database != ":memory:":
+            path = Path(url.database)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # SQLite would create it 0644; its -wal and -shm copy the mode of this file
+            private_file(path, SQLITE_SIDECARS)
         if self.dialect == "postgresql":
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self._engine = create_async_engine(self.url, **kwargs)

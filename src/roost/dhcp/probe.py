@@ -14,6 +14,8 @@ import os
 import socket
 import struct
 
+from roost import privileges
+
 ICMP_ECHO_REPLY = 0
 ICMP_ECHO_REQUEST = 8
 
@@ -55,7 +57,9 @@ class Pinger:
         self._waiting: dict[tuple[str, int], asyncio.Future[bool]] = {}
 
     def open(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        sock = privileges.raw_socket(
+            socket.AF_INET, socket.IPPROTO_ICMP, "dhcp.probe", "turn dhcp.probe off"
+        )
         sock.setblocking(False)
         self._sock = sock
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)

@@ -31,6 +31,7 @@ from roost.dhcp.config import (
 from roost.dhcp.leases import Lease
 from roost.dhcp.models import DHCPLeaseRow, DHCPReservationRow, DHCPSubnetRow
 from roost.errors import Conflict, NotFound
+from roost.files import SQLITE_SIDECARS, private_file
 
 # -- configuration ----------------------------------------------------------------------------
 
@@ -165,6 +166,7 @@ class LeaseStore:
     def open(self) -> None:
         if self.path is None:
             return
+        private_file(self.path, SQLITE_SIDECARS)  # its -wal and -shm follow its mode
         conn = sqlite3.connect(self.path, isolation_level=None)
         for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000"):
             conn.execute(f"PRAGMA {pragma}")

@@ -14,6 +14,8 @@ import socket
 import struct
 from ipaddress import IPv4Address
 
+from roost import privileges
+
 SIOCGIFADDR = 0x8915
 SIOCSARP = 0x8955
 ATF_COM = 0x02
@@ -37,7 +39,7 @@ def open_socket(ifname: str, port: int) -> socket.socket:
         # a deep receive queue absorbs bursts while a batch is being handled
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-        sock.bind(("0.0.0.0", port))
+        privileges.bind(sock, ("0.0.0.0", port), "dhcp.interfaces")
         sock.setblocking(False)
     except BaseException:
         sock.close()

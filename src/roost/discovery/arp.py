@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
+from roost import privileges
+
 ETH_P_ARP = 0x0806
 ETH_P_IP = 0x0800
 BROADCAST = b"\xff" * 6
@@ -227,7 +229,12 @@ def interface_ipv4(ifname: str) -> IPv4Address | None:
 
 def open_packet_socket(ifname: str, proto: int) -> tuple[socket.socket, bytes]:
     """A raw socket bound to ``ifname`` for one EtherType, and the interface's MAC."""
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
+    sock = privileges.raw_socket(
+        socket.AF_PACKET,
+        socket.htons(proto),
+        "discovery.interface",
+        "leave discovery.interface empty (port scans need no capability)",
+    )
     try:
         sock.bind((ifname, proto))
         mac = sock.getsockname()[4]

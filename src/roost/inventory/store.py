@@ -115,7 +115,7 @@ async def find_node(s: AsyncSession, ref: str | int, sites: Sequence[str] | None
     ``sites`` limits what the caller may see (404 otherwise)."""
     text = str(ref).strip()
     node: NodeRow | None = None
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and int(text) < 2**63:  # "²" is a digit too
         node = await s.get(NodeRow, int(text))
     if node is None and _HEX.fullmatch(re.sub(r"[:\-.]", "", text.lower())):
         node = await node_by_mac(s, text)

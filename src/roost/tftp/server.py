@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from roost import privileges
 from roost.tftp import codec
 from roost.tftp.codec import ErrorCode
 from roost.tftp.files import TFTPFile, to_netascii
@@ -143,7 +144,7 @@ class TFTPServer:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _REQUEST_BUFFER)
             if self._family == socket.AF_INET and self.host == "0.0.0.0":
                 sock.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
-            sock.bind((self.host, self.port))
+            privileges.bind(sock, (self.host, self.port), "tftp.port")
         except BaseException:
             sock.close()
             raise
