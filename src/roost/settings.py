@@ -13,11 +13,18 @@ import json
 import os
 import tomllib
 from contextvars import ContextVar
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -123,8 +130,25 @@ class DHCPSettings(Section):
     """Seconds between expiry sweeps of the lease table."""
     events_offered: bool = True
     """Publish ``dhcp.lease.offered`` for every OFFER (busy networks may turn this off)."""
+    match_client_id: bool = True
+    """Treat a client identifier of type 1 equal to the hardware address (``01:<mac>``, as iPXE
+    and Linux send) as no client identifier, so the firmware, iPXE and the OS of one machine
+    share one lease. Off: every distinct client identifier is a client of its own."""
+    router_advertisements: Literal["auto"] | bool = "auto"
+    """Send IPv6 router advertisements on the served interfaces (RFC 4861), saying there is
+    no IPv6 router here unless ``ra_router_lifetime`` says otherwise, so iPXE and Linux stop
+    waiting for one. ``auto``: on, except in proxy mode (the network has its own routers)."""
+    ra_router_lifetime: int = Field(default=0, ge=0, le=9000)
+    """Router lifetime advertised, in seconds: 0 (never a default router) or at least
+    ``ra_max_interval``."""
+    ra_prefixes: Annotated[list[IPv6Network], NoDecode] = []
+    """Prefixes advertised on-link and for SLAAC (a /64 each for SLAAC); none by default."""
+    ra_mtu: int = Field(default=0, ge=0, le=65535)
+    """Link MTU advertised (0: no MTU option; otherwise at least 1280)."""
+    ra_max_interval: float = Field(default=600.0, ge=4, le=1800)
+    """Most seconds between unsolicited advertisements; the least is a third of it."""
 
-    @field_validator("interfaces", mode="before")
+    @field_validator("interfaces", "ra_prefixes", mode="before")
     @classmethod
     def _split(cls, v: Any) -> Any:
         if isinstance(v, str):
@@ -132,6 +156,22 @@ class DHCPSettings(Section):
                 return json.loads(v)
             return [p.strip() for p in v.split(",") if p.strip()]
         return v
+
+    @model_validator(mode="after")
+    def _router_advertisement_limits(self) -> DHCPSettings:
+        # RFC 4861 §6.2.1: AdvDefaultLifetime is 0 or MaxRtrAdvInterval..9000; LinkMTU ≥ 1280
+        if 0 < self.ra_router_lifetime < self.ra_max_interval:
+            raise ValueError("dhcp.ra_router_lifetime must be 0 or at least dhcp.ra_max_interval")
+        if 0 < self.ra_mtu < 1280:
+            raise ValueError("dhcp.ra_mtu must be 0 (none) or at least 1280")
+        return self
+
+    @property
+    def ra_enabled(self) -> bool:
+        """Whether router advertisements are on (``auto``: unless in proxy mode)."""
+        if self.router_advertisements == "auto":
+            return not self.proxy
+        return self.router_advertisements
 
 
 class TFTPSettings(Section):
