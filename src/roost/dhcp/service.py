@@ -29,6 +29,7 @@ from roost.dhcp.pxe import TagsFor, no_tags
 from roost.dhcp.ra import codec as ra_codec
 from roost.dhcp.ra.transport import Advertiser
 from roost.dhcp.ra.transport import Config as RAConfig
+from roost.dhcp.replies import matched_key
 from roost.dhcp.server import DHCPServer, Inbound, Policy, Reply
 from roost.service import Health
 
@@ -80,6 +81,8 @@ class DHCPService:
         now = time.time()
         self._store.open()
         for lease in await self._store.load():
+            if self.settings.match_client_id:  # leases stored keyed by 01:<mac> before it
+                lease.client = matched_key(lease.client, lease.mac)
             self.leases.load(lease)
         policy = Policy(
             offer_hold=self.settings.offer_hold,
@@ -88,6 +91,7 @@ class DHCPService:
             proxy=self.settings.proxy,
             authoritative=self.settings.authoritative,
             probe=self.settings.probe,
+            match_client_id=self.settings.match_client_id,
         )
         if self.settings.probe:
             self._pinger = Pinger()
