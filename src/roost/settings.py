@@ -196,10 +196,11 @@ class TFTPSettings(Section):
     blocks are IP-fragmented, which some networks drop."""
     max_windowsize: int = Field(default=32, ge=1, le=65535)
     """Largest window granted (RFC 7440): blocks sent before waiting for an ACK."""
-    workers: int = Field(default=0, ge=0, le=64)
+    workers: Literal["auto"] | Annotated[int, Field(ge=0, le=64)] = "auto"
     """Worker processes that carry transfers (0: all in the server process). A boot storm
     of lockstep clients is bound by per-packet kernel work; workers spread it over cores,
-    each transfer in a thread of its own. For storms, one per CPU."""
+    each transfer in a thread of its own. ``auto``: one per CPU the server may use when
+    there is more than one (at most 64), 0 on a single CPU."""
     pin_workers: bool = True
     """Keep each worker on one CPU, round-robin over the CPUs the server may use. A worker's
     threads share one GIL; on two CPUs at once they only pass it back and forth."""
@@ -207,6 +208,15 @@ class TFTPSettings(Section):
     """Microseconds a process carrying transfers keeps polling for the next ACK before it
     sleeps (0: never). Catches fast clients' answers without a wake-up; backs off by itself
     when clients answer slower than this, so slow firmware costs almost no CPU."""
+
+
+    @property
+    def worker_count(self) -> int:
+        """``workers`` as a number, ``auto`` decided for the CPUs this process may use."""
+        if self.workers == "auto":
+            cpus = len(os.sched_getaffinity(0))
+            return min(cpus, 64) if cpus > 1 else 0
+        return self.workers
 
 
 class NodeSettings(Section):
