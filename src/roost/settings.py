@@ -130,6 +130,12 @@ class DHCPSettings(Section):
     """Seconds between expiry sweeps of the lease table."""
     events_offered: bool = True
     """Publish ``dhcp.lease.offered`` for every OFFER (busy networks may turn this off)."""
+    ipxe_script_url: str | None = Field(
+        default=None, max_length=255, pattern=r"^(https?|tftp)://\S+$"
+    )
+    """The URL iPXE clients are sent, unless their subnet, tag or reservation names another;
+    ``${mac}``, ``${mac:hexhyp}`` and ``${next-server}`` are filled in (other ``${...}`` are
+    iPXE's to expand). Empty: Roost's own ``http://<server>:<boot.http_port>/boot/<mac>.ipxe``."""
     match_client_id: bool = True
     """Treat a client identifier of type 1 equal to the hardware address (``01:<mac>``, as iPXE
     and Linux send) as no client identifier, so the firmware, iPXE and the OS of one machine
@@ -208,7 +214,6 @@ class TFTPSettings(Section):
     """Microseconds a process carrying transfers keeps polling for the next ACK before it
     sleeps (0: never). Catches fast clients' answers without a wake-up; backs off by itself
     when clients answer slower than this, so slow firmware costs almost no CPU."""
-
 
     @property
     def worker_count(self) -> int:

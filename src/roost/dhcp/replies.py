@@ -71,6 +71,7 @@ def build(
     tags_for: pxe.TagsFor,
     durable: bool = False,
     lease: bool = True,
+    script_url: str | None = None,
 ) -> Reply:
     """OFFER or ACK (``lease=False``: the ACK to an INFORM, without lease times)."""
     r = base(p, ip, int(server))
@@ -81,7 +82,9 @@ def build(
     if bc is None and (reservation is None or not reservation.hostname):
         data = _plain(r, p, mtype, subnet, server, lease)
     if data is None:
-        data = _general(r, p, mtype, subnet, server, reservation, http_port, tags_for, lease, bc)
+        data = _general(
+            r, p, mtype, subnet, server, reservation, http_port, tags_for, lease, bc, script_url
+        )
     dest, arp = destination(p, r)
     return Reply(data, dest, mtype, durable, arp)
 
@@ -97,6 +100,7 @@ def _general(
     tags_for: pxe.TagsFor,
     lease: bool,
     bc: pxe.BootClient | None,
+    script_url: str | None = None,
 ) -> bytes:
     """Any reply: boot information, a reserved hostname, overload when it does not fit."""
     opts = r.options
@@ -112,7 +116,9 @@ def _general(
         extra[Opt.HOSTNAME] = reservation.hostname.encode()
     if bc is not None:
         node = reservation.boot if reservation else None
-        boot = pxe.decide(p, bc, subnet.spec.boot, server, http_port, node, tags_for)
+        boot = pxe.decide(
+            p, bc, subnet.spec.boot, server, http_port, node, tags_for, script_url=script_url
+        )
         if boot is not None:
             apply_boot(r, boot, with_options=False)
             extra.update(boot.options)

@@ -53,6 +53,7 @@ class Policy:
     authoritative: bool = True
     probe: bool = False
     match_client_id: bool = True
+    ipxe_script_url: str | None = None
 
 
 @dataclass
@@ -308,8 +309,9 @@ class DHCPServer:
         res = self.config.reservations.get(p.mac)
         node = res.boot if res is not None else None
         boot = pxe.decide(
-            p, bc, subnet.spec.boot, server, self.policy.http_port, node, self.tags_for, proxy=True
-        )
+            p, bc, subnet.spec.boot, server, self.policy.http_port, node, self.tags_for,
+            proxy=True, script_url=self.policy.ipxe_script_url,
+        )  # fmt: skip
         if boot is None:
             return None
         if discover:
@@ -340,6 +342,7 @@ class DHCPServer:
             self.tags_for,
             durable,
             lease,
+            self.policy.ipxe_script_url,
         )
 
     # -- events ----------------------------------------------------------------------------

@@ -92,6 +92,7 @@ class DHCPService:
             authoritative=self.settings.authoritative,
             probe=self.settings.probe,
             match_client_id=self.settings.match_client_id,
+            ipxe_script_url=self.settings.ipxe_script_url,
         )
         if self.settings.probe:
             self._pinger = Pinger()
