@@ -115,3 +115,19 @@ def test_malformed_and_off_link_solicitations_are_dropped_and_counted(link: Link
 
     assert wait_for(lambda: dropped() == {"malformed": 1, "hop_limit": 1}, 5), dropped()
     assert link.server.proc is not None and link.server.proc.poll() is None
+
+
+def test_solicitations_from_the_servers_own_host_are_not_answered(link: Link) -> None:
+    """The server host's own kernel solicits too (its interface comes up with accept_ra);
+    Roost must not answer itself, or its host would take its prefixes and route."""
+    need_rdisc6()
+    start(link)
+    link.lab.exec(link.cli_ns, "sysctl", "-qw", f"net.ipv6.conf.{link.cli_if}.accept_ra=0")
+    time.sleep(0.5)  # the client's kernel stops soliciting
+    key = "roost_dhcp_ra_solicitations_received_total"
+    before = link.server.metrics()[key]
+    res = link.lab.exec(
+        link.srv_ns, "rdisc6", "-1", "-r", "1", "-w", "1500", link.srv_if, check=False
+    )
+    assert "Router lifetime" not in res.stdout, res.stdout
+    assert link.server.metrics()[key] == before

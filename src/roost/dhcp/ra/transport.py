@@ -72,6 +72,17 @@ def open_socket(ifname: str) -> socket.socket:
     return sock
 
 
+def own_addresses(ifname: str) -> set[str]:
+    """This host's IPv6 addresses on ``ifname`` (/proc/net/if_inet6), in compressed form."""
+    found = set()
+    with contextlib.suppress(OSError), open("/proc/net/if_inet6") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) == 6 and fields[5] == ifname:
+                found.add(str(IPv6Address(bytes.fromhex(fields[0]))))
+    return found
+
+
 def _hop_limit(ancillary: list[tuple[int, int, bytes]]) -> int | None:
     for level, kind, data in ancillary:
         if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT and len(data) >= 4:
@@ -164,6 +175,7 @@ class Advertiser:
         assert self.sock is not None
         now = asyncio.get_running_loop().time()
         solicited = False
+        own = own_addresses(self.ifname)
         for _ in range(BATCH):
             try:
                 data, ancillary, _, src = self.sock.recvmsg(1500, socket.CMSG_SPACE(4))
@@ -182,8 +194,10 @@ class Advertiser:
                 continue
             if not isinstance(msg, RouterSolicitation):
                 continue
+            source = str(IPv6Address(src[0].split("%")[0]))
+            if source in own:  # this host's own kernel soliciting: not a client
+                continue
             metrics.RA_SOLICITATIONS.inc()
-            source = src[0].split("%")[0]
             if IPv6Address(source).is_unspecified or len(self._unicast) >= MAX_UNICAST:
                 solicited = True
             else:
