@@ -100,6 +100,11 @@ class BootSettings(Section):
     """Threads that carry file bodies (``sendfile`` in a thread per transfer, so transfers
     use every core and are woken by the kernel directly); past this many, transfers wait for
     a free thread. 0: every transfer on the event loop."""
+    http_root: Path | None = None
+    """A read-only directory tree served at the root of the URL space (``/boot.ipxe``,
+    ``/images/vmlinuz``), as the nginx of an existing PXE setup served it; Roost's own paths
+    (``/files/``, ``/boot/``, ...) come first. The same rules as TFTP's root: no ``..``, no
+    symlink out of the tree, regular files only. Empty: none."""
     import_ipxe: bool = True
     """Import the iPXE binaries of Debian's ``ipxe`` package into the store at start."""
     ipxe_dir: Path = Path("/usr/lib/ipxe")

@@ -72,8 +72,9 @@ class BootService:
             lookup=self.lookup,
         )
         site = BootHTTP(
-            self.store, self.documents, self.runtime.bus, self.settings.public_url, self.enroll
-        )
+            self.store, self.documents, self.runtime.bus, self.settings.public_url, self.enroll,
+            root=self.settings.http_root,
+        )  # fmt: skip
         self.http = HTTPServer(
             site.handle,
             site.observe,
