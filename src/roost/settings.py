@@ -105,6 +105,9 @@ class BootSettings(Section):
     ``/images/vmlinuz``), as the nginx of an existing PXE setup served it; Roost's own paths
     (``/files/``, ``/boot/``, ...) come first. The same rules as TFTP's root: no ``..``, no
     symlink out of the tree, regular files only. Empty: none."""
+    access_log: Path | None = None
+    """Append one Common Log Format line per response to this file (with the query string;
+    tokens masked), beside the ``boot.http.fetch`` events. Empty: no log."""
     import_ipxe: bool = True
     """Import the iPXE binaries of Debian's ``ipxe`` package into the store at start."""
     ipxe_dir: Path = Path("/usr/lib/ipxe")

@@ -23,6 +23,7 @@ Every response is published as ``boot.http.fetch``.
 from __future__ import annotations
 
 import json
+import logging
 import mimetypes
 import os
 import re
@@ -32,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+from roost.boot.access_log import AccessLog
 from roost.boot.documents import Documents
 from roost.boot.http11 import Request, Response
 from roost.boot.names import arch_from_ipxe, check_arch, check_file_name, normalize_mac
@@ -42,6 +44,8 @@ from roost.errors import Forbidden, Invalid, NotFound
 from roost.events import EventBus
 from roost.tftp.files import OpenFile
 from roost.tftp.resolver import DirectoryResolver, TFTPDenied, safe_parts
+
+log = logging.getLogger(__name__)
 
 CALLBACK_LIMIT = 64 * 1024
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
@@ -84,7 +88,9 @@ class BootHTTP:
         public_url: str | None,
         enroll: Enroller | None = None,
         root: Path | None = None,
+        access_log: AccessLog | None = None,
     ) -> None:
+        self.access_log = access_log
         self.tree = DirectoryResolver(root) if root is not None else None
         self.store = store
         self.documents = documents
@@ -137,6 +143,11 @@ class BootHTTP:
     def observe(
         self, request: Request, response: Response, sent: int, seconds: float, complete: bool
     ) -> None:
+        if self.access_log is not None:
+            try:
+                self.access_log.write(request, response.status, sent)
+            except OSError as exc:  # a full disk must not stop boots
+                log.warning("boot access log %s: %s", self.access_log.path, exc)
         mac = request.note.get("mac") or self.recent.get(request.client)
         self.bus.emit(
             "boot.http.fetch",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from roost.boot.access_log import AccessLog
 from roost.boot.documents import Documents, NodeLookup, TokenFor, no_inventory
 from roost.boot.enrollment import enroller, token_issuer
 from roost.boot.http11 import HTTPServer
@@ -19,6 +20,7 @@ from roost.boot.profiles import ProfileBook
 from roost.boot.server import BootHTTP, Enroller
 from roost.boot.store import BootStore
 from roost.boot.tokens import BootTokens
+from roost.errors import ConfigError
 from roost.service import Health, Runtime
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class BootService:
         self.http: HTTPServer | None = None
         self.address: tuple[str, int] | None = None
         self.documents: Documents | None = None
+        self._access_log: AccessLog | None = None
 
     async def start(self) -> None:
         await self.store.open()
@@ -71,9 +74,16 @@ class BootService:
             token_for=self.token_for,
             lookup=self.lookup,
         )
+        if self.settings.access_log is not None:
+            try:
+                self._access_log = AccessLog(self.settings.access_log)
+            except OSError as exc:
+                raise ConfigError(
+                    f"boot.access_log: cannot open {self.settings.access_log}: {exc.strerror}"
+                ) from None
         site = BootHTTP(
             self.store, self.documents, self.runtime.bus, self.settings.public_url, self.enroll,
-            root=self.settings.http_root,
+            root=self.settings.http_root, access_log=self._access_log,
         )  # fmt: skip
         self.http = HTTPServer(
             site.handle,
@@ -114,6 +124,9 @@ class BootService:
         if self.http is not None:
             await self.http.stop()
             self.http = None
+        if self._access_log is not None:
+            self._access_log.close()
+            self._access_log = None
 
     def health(self) -> Health:
         if self.http is None or self.address is None:
