@@ -12,6 +12,7 @@ import pytest
 from roost.testing.netns import wait_for
 
 from .conftest import SUBNET, Link
+from .test_clients import need, udhcpc
 
 pytestmark = pytest.mark.netns
 
@@ -131,3 +132,13 @@ def test_solicitations_from_the_servers_own_host_are_not_answered(link: Link) ->
     )
     assert "Router lifetime" not in res.stdout, res.stdout
     assert link.server.metrics()[key] == before
+
+
+def test_an_interface_without_ipv6_serves_dhcp_without_advertisements(link: Link) -> None:
+    need("udhcpc")
+    link.lab.exec(link.srv_ns, "sysctl", "-qw", f"net.ipv6.conf.{link.srv_if}.disable_ipv6=1")
+    link.server.configure([SUBNET])
+    link.server.start()
+    assert "obtained" in udhcpc(link)
+    assert f"no IPv6 router advertisements on {link.srv_if}" in link.server.log.read_text()
+    assert link.server.events("dhcp.ra.") == []

@@ -108,9 +108,13 @@ class Advertiser:
         self._pending = False  # a solicitation is waiting for the next multicast advertisement
         self._unicast: set[str] = set()  # solicitors waiting for their own answer
         self._answer: asyncio.TimerHandle | None = None
+        self._retry = 1.0  # seconds before a failed multicast advertisement is tried again
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if not any(IPv6Address(a).is_link_local for a in own_addresses(self.ifname)):
+            # IPv6 off there (disable_ipv6): an advertisement needs a link-local source
+            raise OSError(f"{self.ifname} has no IPv6 link-local address")
         mac = hardware_address(self.ifname)
         self.ra = encode(replace(self.config.advertisement, source_link_address=mac))
         self.sock = open_socket(self.ifname)
@@ -163,12 +167,15 @@ class Advertiser:
             self.sock.sendto(self.ra, (ALL_NODES, 0, 0, socket.if_nametoindex(self.ifname)))
         except OSError as exc:
             # e.g. the link-local address is still tentative (DAD): try again shortly
+            # (IPv6 turned off on the interface: back off, up to the longest interval)
             log.debug("router advertisement on %s failed: %s", self.ifname, exc)
             metrics.RA_DROPPED.labels("send_error").inc()
-            self.schedule.next_at = loop.time() + 1.0
+            self.schedule.next_at = loop.time() + self._retry
+            self._retry = min(self._retry * 2, self.config.max_interval)
         else:
             metrics.RA_SENT.labels(reason).inc()
             self.schedule.sent(loop.time())
+            self._retry = 1.0
         self._arm()
 
     def _drain(self) -> None:
