@@ -12,8 +12,13 @@ as it is the noisiest figure). During the storm the server namespace's CPU time 
 datagrams are read too: the server's own CPU per datagram, what it costs where the clients
 are other machines rather than processes sharing its two CPUs. Ratios are printed against
 the targets, and the last line is one JSON object of the figures. ``--quick`` uses 16 MiB,
-200 clients and 3 storm rounds. Needs root, atftp, atftpd and the tftpd-hpa binary that
-``scripts/bootstrap`` unpacks into ``.tools``.
+200 clients and 3 storm rounds. Needs root, atftp, atftpd, busybox and the tftpd-hpa binary
+that ``scripts/bootstrap`` unpacks into ``.tools``.
+
+Last, issue #17's load: 200 ``busybox tftp -b 1468`` clients at once (the initramfs client,
+lockstep) fetching 1 MiB each, against Roost with its defaults (``TFTPSettings()``: workers
+``auto``, whatever ``--workers`` says) and tftpd-hpa, alternating, 3 rounds (both modes); the
+median of the paired tftpd-hpa / Roost ratios is ``busybox_vs_tftpd_hpa_median``.
 
 Internal modes: ``--serve DIR`` runs Roost's server (bench's own process, so the measured code
 is exactly ``TFTPServer``); ``--clients N`` runs N concurrent clients inside the client
@@ -45,6 +50,7 @@ HPA = REPO / ".tools/tftpd-hpa/usr/sbin/in.tftpd"
 BLKSIZE = 1468
 SERVERS = ("roost", "tftpd-hpa", "atftpd")
 SETTLE = 1.0  # seconds a server runs before it is measured
+BUSYBOX_CLIENTS, BUSYBOX_ROUNDS = 200, 3
 
 
 def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -73,6 +79,8 @@ def namespaces() -> Iterator[None]:
 def server_command(name: str, root: Path, workers: int) -> list[str]:
     if name == "roost":
         return [sys.executable, "-P", __file__, "--serve", str(root), "--workers", str(workers)]
+    if name == "roost-defaults":
+        return [sys.executable, "-P", __file__, "--serve", str(root), "--defaults"]
     if name == "tftpd-hpa":
         return [str(HPA), "-L", "-s", "-u", "root", "-a", f"{SRV_IP}:69", str(root)]
     return [
@@ -119,6 +127,13 @@ def atftp(remote: str, local: Path, window: int | None) -> list[str]:
     if window:
         cmd += ["--option", f"windowsize {window}"]
     return [*cmd, SRV_IP]
+
+
+def busybox(remote: str, local: Path) -> list[str]:
+    return ["busybox", "tftp", "-g", "-b", str(BLKSIZE), "-r", remote, "-l", str(local), SRV_IP]
+
+
+CLIENTS = {"atftp": lambda remote, local: atftp(remote, local, None), "busybox": busybox}
 
 
 def digest(path: Path) -> str:
@@ -170,13 +185,14 @@ def datagrams_out() -> int:
     return int(dict(zip(rows[0][1:], rows[1][1:], strict=True))["OutDatagrams"])
 
 
-def concurrent(clients: int, work: Path, want: str) -> dict[str, float]:
+def concurrent(clients: int, work: Path, want: str, client: str = "atftp") -> dict[str, float]:
     """The storm: wall time and failures, and the server's own CPU per datagram it sent,
     which is what the server costs where its clients are other machines."""
     cpu, sent = server_cpu(), datagrams_out()
     res = sh(
         "ip", "netns", "exec", CLI_NS, sys.executable, "-P", __file__,
-        "--clients", str(clients), "--out", str(work / "many"), "--want", want,
+        "--clients", str(clients), "--client", client, "--out", str(work / "many"),
+        "--want", want,
     )  # fmt: skip
     result: dict[str, float] = json.loads(res.stdout.strip().splitlines()[-1])
     sent = datagrams_out() - sent
@@ -184,12 +200,13 @@ def concurrent(clients: int, work: Path, want: str) -> dict[str, float]:
     return result
 
 
-async def run_clients(n: int, out: Path, want: str) -> dict[str, float]:
-    """N atftp clients started at once; seconds until the last is done, and failures."""
+async def run_clients(n: int, out: Path, want: str, client: str) -> dict[str, float]:
+    """N clients started at once; seconds until the last is done, and failures."""
+    command = CLIENTS[client]
     t0 = time.perf_counter()
     procs = [
         await asyncio.create_subprocess_exec(
-            *atftp("one.bin", out / f"{i}.bin", None),
+            *command("one.bin", out / f"{i}.bin"),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
@@ -206,7 +223,15 @@ async def run_clients(n: int, out: Path, want: str) -> dict[str, float]:
     return {"seconds": seconds, "failures": failures}
 
 
-async def serve(root: Path, workers: int) -> None:
+def default_workers() -> int:
+    """What ``tftp.workers = "auto"`` (the default) makes of this machine."""
+    sys.path.insert(0, str(REPO / "src"))
+    from roost.settings import TFTPSettings
+
+    return TFTPSettings().worker_count
+
+
+async def serve(root: Path, workers: int, defaults: bool) -> None:
     sys.path.insert(0, str(REPO / "src"))
     # Worker processes import roost afresh: the same tree as this process, not an install.
     os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -217,16 +242,22 @@ async def serve(root: Path, workers: int) -> None:
     from roost.tftp.server import TFTPServer
     from roost.tftp.session import Limits
 
+    tftp = TFTPSettings()  # Roost's defaults, as `roost serve` runs
+    if defaults:  # everything as a user who changed nothing runs it
+        limits = Limits(tftp.timeout, tftp.retries, tftp.max_blksize, tftp.max_windowsize)
+        workers, max_transfers = tftp.worker_count, tftp.max_transfers
+    else:
+        limits, max_transfers = Limits(max_blksize=BLKSIZE, max_windowsize=64), 2000
     server = TFTPServer(
         DirectoryResolver(root),
         host=SRV_IP,
         port=69,
-        limits=Limits(max_blksize=BLKSIZE, max_windowsize=64),
+        limits=limits,
         workers=workers,
-        max_transfers=2000,
+        max_transfers=max_transfers,
         mac_lookup=lambda ip: None,
-        busy_poll=TFTPSettings().busy_poll / 1e6,  # Roost's defaults, as `roost serve` runs
-        pin_workers=TFTPSettings().pin_workers,
+        busy_poll=tftp.busy_poll / 1e6,
+        pin_workers=tftp.pin_workers,
     )
     await server.start()
     try:
@@ -243,7 +274,9 @@ def main() -> int:
         "--workers", type=int, default=cpus, help=f"Roost's tftp.workers (default {cpus}: per CPU)"
     )
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--defaults", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--clients", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--client", choices=sorted(CLIENTS), default="atftp", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--want", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -251,13 +284,14 @@ def main() -> int:
         import uvloop
 
         with contextlib.suppress(KeyboardInterrupt):
-            uvloop.run(serve(args.serve, args.workers))
+            uvloop.run(serve(args.serve, args.workers, args.defaults))
         return 0
     if args.clients:
         args.out.mkdir(parents=True, exist_ok=True)
-        print(json.dumps(asyncio.run(run_clients(args.clients, args.out, args.want))))
+        result = run_clients(args.clients, args.out, args.want, args.client)
+        print(json.dumps(asyncio.run(result)))
         return 0
-    missing = [t for t in ("atftp", "atftpd", "ip", "ss") if not shutil.which(t)]
+    missing = [t for t in ("atftp", "atftpd", "busybox", "ip", "ss") if not shutil.which(t)]
     if os.geteuid() != 0 or missing or not HPA.exists():
         print(f"bench/tftp.py needs root, {missing or ''} and {HPA} (run scripts/bootstrap)")
         return 2
@@ -273,6 +307,9 @@ def main() -> int:
         "storm_rounds": storm_rounds,
     }
     storms: dict[str, list[float]] = {}  # each server's storm seconds, round by round
+    busybox_storms: dict[str, list[float]] = {}
+    figures["busybox_clients"] = BUSYBOX_CLIENTS
+    figures["roost_defaults_workers"] = default_workers()
 
     def storm(r: int, name: str, line: str) -> None:
         """The storm against ``name``, which is running; its figures kept and printed."""
@@ -322,6 +359,22 @@ def main() -> int:
                 for name in ("atftpd", "roost")[:: 1 if r % 2 else -1]:
                     with running(name, root, args.workers):
                         storm(r, name, "storm only")
+            # Issue #17's load: busybox's lockstep client against what a user who changed
+            # nothing runs, and tftpd-hpa; first in a round taking turns, as above.
+            for r in range(BUSYBOX_ROUNDS):
+                for name in ("tftpd-hpa", "roost-defaults")[:: 1 if r % 2 else -1]:
+                    with running(name, root, args.workers):
+                        many = concurrent(BUSYBOX_CLIENTS, work, want_one, "busybox")
+                    key = name.replace("-", "_")
+                    keep(figures, f"{key}_busybox_s", many["seconds"], best=min)
+                    busybox_storms.setdefault(name, []).append(many["seconds"])
+                    failed = f"{key}_busybox_failures"
+                    figures[failed] = figures.get(failed, 0) + many["failures"]
+                    print(
+                        f"busybox {r + 1}  {name:14} {BUSYBOX_CLIENTS} x 1 MiB"
+                        f" {many['seconds']:6.2f} s, {int(many['failures'])} failed",
+                        flush=True,
+                    )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -343,6 +396,10 @@ def main() -> int:
         figures["atftpd_concurrent_server_us_per_datagram"],
         figures["roost_concurrent_server_us_per_datagram"],
     )
+    figures["busybox_vs_tftpd_hpa_median"] = statistics.median(
+        ratio(h, r)
+        for h, r in zip(busybox_storms["tftpd-hpa"], busybox_storms["roost-defaults"], strict=True)
+    )
     print(f"single stream vs tftpd-hpa   {figures['single_vs_tftpd_hpa']:5.2f}x (target >= 1.0)")
     print(f"windowsize 16 vs lockstep    {figures['ws16_vs_ws1']:5.2f}x (target >= 4.0)")
     print(
@@ -357,6 +414,12 @@ def main() -> int:
     print(
         f"  server CPU per datagram      {figures['concurrent_server_cpu_vs_atftpd']:5.2f}x"
         " (atftpd's / Roost's: the storm's server side alone; no target)"
+    )
+    print(
+        f"{BUSYBOX_CLIENTS} busybox vs tftpd-hpa   {figures['busybox_vs_tftpd_hpa_median']:5.2f}x"
+        f" (median of {BUSYBOX_ROUNDS} rounds' tftpd-hpa / Roost with its defaults,"
+        f" {int(figures['roost_defaults_workers'])} workers; target >= 1.0,"
+        f" {int(figures['roost_defaults_busybox_failures'])} Roost failures)"
     )
     print(json.dumps({k: round(v, 3) for k, v in figures.items()}))
     return 0

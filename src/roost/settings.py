@@ -14,11 +14,18 @@ import os
 import tomllib
 from contextvars import ContextVar
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -94,6 +101,14 @@ class BootSettings(Section):
     """Threads that carry file bodies (``sendfile`` in a thread per transfer, so transfers
     use every core and are woken by the kernel directly); past this many, transfers wait for
     a free thread. 0: every transfer on the event loop."""
+    http_root: Path | None = None
+    """A read-only directory tree served at the root of the URL space (``/boot.ipxe``,
+    ``/images/vmlinuz``), as the nginx of an existing PXE setup served it; Roost's own paths
+    (``/files/``, ``/boot/``, ...) come first. The same rules as TFTP's root: no ``..``, no
+    symlink out of the tree, regular files only. Empty: none."""
+    access_log: Path | None = None
+    """Append one Common Log Format line per response to this file (with the query string;
+    tokens masked), beside the ``boot.http.fetch`` events. Empty: no log."""
     import_ipxe: bool = True
     """Import the iPXE binaries of Debian's ``ipxe`` package into the store at start."""
     ipxe_dir: Path = Path("/usr/lib/ipxe")
@@ -124,8 +139,31 @@ class DHCPSettings(Section):
     """Seconds between expiry sweeps of the lease table."""
     events_offered: bool = True
     """Publish ``dhcp.lease.offered`` for every OFFER (busy networks may turn this off)."""
+    ipxe_script_url: str | None = Field(
+        default=None, max_length=255, pattern=r"^(https?|tftp)://\S+$"
+    )
+    """The URL iPXE clients are sent, unless their subnet, tag or reservation names another;
+    ``${mac}``, ``${mac:hexhyp}`` and ``${next-server}`` are filled in (other ``${...}`` are
+    iPXE's to expand). Empty: Roost's own ``http://<server>:<boot.http_port>/boot/<mac>.ipxe``."""
+    match_client_id: bool = True
+    """Treat a client identifier of type 1 equal to the hardware address (``01:<mac>``, as iPXE
+    and Linux send) as no client identifier, so the firmware, iPXE and the OS of one machine
+    share one lease. Off: every distinct client identifier is a client of its own."""
+    router_advertisements: Literal["auto"] | bool = "auto"
+    """Send IPv6 router advertisements on the served interfaces (RFC 4861), saying there is
+    no IPv6 router here unless ``ra_router_lifetime`` says otherwise, so iPXE and Linux stop
+    waiting for one. ``auto``: on, except in proxy mode (the network has its own routers)."""
+    ra_router_lifetime: int = Field(default=0, ge=0, le=9000)
+    """Router lifetime advertised, in seconds: 0 (never a default router) or at least
+    ``ra_max_interval``."""
+    ra_prefixes: Annotated[list[IPv6Network], NoDecode] = []
+    """Prefixes advertised on-link and for SLAAC (a /64 each for SLAAC); none by default."""
+    ra_mtu: int = Field(default=0, ge=0, le=65535)
+    """Link MTU advertised (0: no MTU option; otherwise at least 1280)."""
+    ra_max_interval: float = Field(default=600.0, ge=4, le=1800)
+    """Most seconds between unsolicited advertisements; the least is a third of it."""
 
-    @field_validator("interfaces", mode="before")
+    @field_validator("interfaces", "ra_prefixes", mode="before")
     @classmethod
     def _split(cls, v: Any) -> Any:
         if isinstance(v, str):
@@ -133,6 +171,22 @@ class DHCPSettings(Section):
                 return json.loads(v)
             return [p.strip() for p in v.split(",") if p.strip()]
         return v
+
+    @model_validator(mode="after")
+    def _router_advertisement_limits(self) -> DHCPSettings:
+        # RFC 4861 §6.2.1: AdvDefaultLifetime is 0 or MaxRtrAdvInterval..9000; LinkMTU ≥ 1280
+        if 0 < self.ra_router_lifetime < self.ra_max_interval:
+            raise ValueError("dhcp.ra_router_lifetime must be 0 or at least dhcp.ra_max_interval")
+        if 0 < self.ra_mtu < 1280:
+            raise ValueError("dhcp.ra_mtu must be 0 (none) or at least 1280")
+        return self
+
+    @property
+    def ra_enabled(self) -> bool:
+        """Whether router advertisements are on (``auto``: unless in proxy mode)."""
+        if self.router_advertisements == "auto":
+            return not self.proxy
+        return self.router_advertisements
 
 
 class TFTPSettings(Section):
@@ -157,10 +211,11 @@ class TFTPSettings(Section):
     blocks are IP-fragmented, which some networks drop."""
     max_windowsize: int = Field(default=32, ge=1, le=65535)
     """Largest window granted (RFC 7440): blocks sent before waiting for an ACK."""
-    workers: int = Field(default=0, ge=0, le=64)
+    workers: Literal["auto"] | Annotated[int, Field(ge=0, le=64)] = "auto"
     """Worker processes that carry transfers (0: all in the server process). A boot storm
     of lockstep clients is bound by per-packet kernel work; workers spread it over cores,
-    each transfer in a thread of its own. For storms, one per CPU."""
+    each transfer in a thread of its own. ``auto``: one per CPU the server may use when
+    there is more than one (at most 64), 0 on a single CPU."""
     pin_workers: bool = True
     """Keep each worker on one CPU, round-robin over the CPUs the server may use. A worker's
     threads share one GIL; on two CPUs at once they only pass it back and forth."""
@@ -168,6 +223,14 @@ class TFTPSettings(Section):
     """Microseconds a process carrying transfers keeps polling for the next ACK before it
     sleeps (0: never). Catches fast clients' answers without a wake-up; backs off by itself
     when clients answer slower than this, so slow firmware costs almost no CPU."""
+
+    @property
+    def worker_count(self) -> int:
+        """``workers`` as a number, ``auto`` decided for the CPUs this process may use."""
+        if self.workers == "auto":
+            cpus = len(os.sched_getaffinity(0))
+            return min(cpus, 64) if cpus > 1 else 0
+        return self.workers
 
 
 class NodeSettings(Section):

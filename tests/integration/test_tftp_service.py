@@ -4,6 +4,7 @@ events on both databases."""
 from __future__ import annotations
 
 import asyncio
+import os
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ def test_entry_point_and_defaults(tmp_path: Path) -> None:
     s = load_settings(None, {"data_dir": tmp_path})
     assert (s.tftp.enabled, s.tftp.host, s.tftp.port) == (False, "0.0.0.0", 69)
     assert make(Runtime.create(s)) is None  # port 69 stays unbound unless enabled
-    assert (s.tftp.busy_poll, s.tftp.workers, s.tftp.pin_workers) == (50, 0, True)
+    assert (s.tftp.busy_poll, s.tftp.workers, s.tftp.pin_workers) == (50, "auto", True)
     pinned = make(Runtime.create(with_tftp(s, workers=2)))
     assert pinned is not None and pinned.server._pool is not None and pinned.server._pool.pin
     service = make(Runtime.create(with_tftp(s, busy_poll=20)))
@@ -33,6 +34,34 @@ def test_entry_point_and_defaults(tmp_path: Path) -> None:
     named = s.model_copy(update={"tftp": TFTPSettings(enabled=True, host="pxe.example")})
     with pytest.raises(ConfigError, match=r"tftp\.host"):
         make(Runtime.create(named))
+
+
+def test_workers_auto_is_one_per_cpu_when_there_are_several(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for cpus, want in ((1, 0), (2, 2), (8, 8), (200, 64)):
+        monkeypatch.setattr("os.sched_getaffinity", lambda _pid, n=cpus: set(range(n)))
+        assert TFTPSettings().worker_count == want
+        assert TFTPSettings(workers=3).worker_count == 3  # a number means what it always did
+        assert TFTPSettings(workers=0).worker_count == 0
+    monkeypatch.setenv("ROOST_TFTP__WORKERS", "4")
+    assert load_settings(None, {"data_dir": tmp_path}).tftp.workers == 4
+    monkeypatch.setenv("ROOST_TFTP__WORKERS", "auto")
+    assert load_settings(None, {"data_dir": tmp_path}).tftp.workers == "auto"
+    monkeypatch.setenv("ROOST_TFTP__WORKERS", "many")
+    with pytest.raises(ConfigError, match=r"tftp\.workers"):
+        load_settings(None, {"data_dir": tmp_path})
+
+
+def test_default_service_has_workers_on_more_than_one_cpu(tmp_path: Path) -> None:
+    s = load_settings(None, {"data_dir": tmp_path})
+    service = make(Runtime.create(with_tftp(s)))
+    assert service is not None
+    pool = service.server._pool
+    if len(os.sched_getaffinity(0)) > 1:
+        assert pool is not None and pool.count == len(os.sched_getaffinity(0))
+    else:
+        assert pool is None
 
 
 def with_tftp(settings: Settings, **kw: Any) -> Settings:

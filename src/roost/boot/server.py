@@ -12,6 +12,7 @@ URL map (all on ``boot.http_port``, never on the API port):
     GET|HEAD /private/<mac>/<token>/<name>            a node-private boot file
     POST     /boot/callback/<token>                   a booted system reports its facts
     POST     /boot/enroll/<enrollment token>          a booted system enrolls with its facts
+    GET|HEAD /<path>                                  a file of ``boot.http_root`` (when set)
 
 Anything node-private (user-data, preseed, kickstart, private files) needs the node's boot
 token, in the path as above or as ``?token=`` on the path without it; it is checked on every
@@ -23,11 +24,17 @@ request against the node's enrollment generation and the enrollment policy (a ``
 from __future__ import annotations
 
 import json
+import logging
+import mimetypes
+import os
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
+from roost.boot.access_log import AccessLog
 from roost.boot.documents import Documents
 from roost.boot.http11 import Request, Response
 from roost.boot.names import arch_from_ipxe, check_arch, check_file_name, normalize_mac
@@ -36,6 +43,10 @@ from roost.boot.static import file_response
 from roost.boot.store import BootFile, BootStore
 from roost.errors import Forbidden, Invalid, NotFound
 from roost.events import EventBus
+from roost.tftp.files import OpenFile
+from roost.tftp.resolver import DirectoryResolver, TFTPDenied, safe_parts
+
+log = logging.getLogger(__name__)
 
 CALLBACK_LIMIT = 64 * 1024
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
@@ -78,7 +89,11 @@ class BootHTTP:
         bus: EventBus,
         public_url: str | None,
         enroll: Enroller | None = None,
+        root: Path | None = None,
+        access_log: AccessLog | None = None,
     ) -> None:
+        self.access_log = access_log
+        self.tree = DirectoryResolver(root) if root is not None else None
         self.store = store
         self.documents = documents
         self.bus = bus
@@ -119,6 +134,8 @@ class BootHTTP:
                 return await self._script(request, parts[1].removesuffix(".ipxe"))
             if head in ("nocloud", "preseed", "kickstart", "private") and len(parts) >= 3:
                 return await self._node_path(request, head, parts[1], parts[2:])
+            if self.tree is not None:
+                return self._tree_file(request, self.tree)
             return _text(404, "not found")
         except (Invalid, NotFound) as exc:
             return _text(exc.status if isinstance(exc, NotFound) else 400, str(exc))
@@ -128,6 +145,11 @@ class BootHTTP:
     def observe(
         self, request: Request, response: Response, sent: int, seconds: float, complete: bool
     ) -> None:
+        if self.access_log is not None:
+            try:
+                self.access_log.write(request, response.status, sent)
+            except OSError as exc:  # a full disk must not stop boots
+                log.warning("boot access log %s: %s", self.access_log.path, exc)
         mac = request.note.get("mac") or self.recent.get(request.client)
         self.bus.emit(
             "boot.http.fetch",
@@ -152,6 +174,33 @@ class BootHTTP:
         if found is None or found.node is not None:  # private files only via /private/
             return _text(404, f"no boot file {name!r}")
         return self._stored(request, found, "no-cache")
+
+    def _tree_file(self, request: Request, tree: DirectoryResolver) -> Response:
+        """A file of ``boot.http_root``, checked and opened exactly as TFTP opens its root."""
+        name = request.path.lstrip("/")
+        try:
+            opened = tree.open(safe_parts(name)) if name else None
+        except TFTPDenied as exc:
+            return _text(403, str(exc))
+        if opened is None:
+            return _text(404, "not found")
+        assert isinstance(opened, OpenFile)  # what DirectoryResolver opens
+        fd = opened.fileno()
+        st = os.fstat(fd)
+        # no hash of a tree file is known: its identity and change time make the strong ETag
+        etag = f"{st.st_dev:x}-{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
+        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        modified = datetime.fromtimestamp(st.st_mtime, UTC)
+        return file_response(
+            request,
+            Path(name),
+            st.st_size,
+            etag,
+            kind,
+            modified,
+            [("cache-control", "no-cache")],
+            fd,
+        )
 
     def _node(self, request: Request, mac_text: str) -> str:
         mac = normalize_mac(mac_text)

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 
+from roost.boot.access_log import AccessLog
 from roost.boot.documents import Documents, Gate, NodeLookup, no_inventory
 from roost.boot.enrollment import EnrollmentGate, enroller
 from roost.boot.http11 import HTTPServer
@@ -21,6 +22,7 @@ from roost.boot.profiles import ProfileBook
 from roost.boot.server import BootHTTP, Enroller
 from roost.boot.store import BootStore
 from roost.boot.tokens import BootTokens
+from roost.errors import ConfigError
 from roost.service import Health, Runtime
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class BootService:
         self.http: HTTPServer | None = None
         self.address: tuple[str, int] | None = None
         self.documents: Documents | None = None
+        self._access_log: AccessLog | None = None
 
     async def start(self) -> None:
         await self.store.open()
@@ -78,9 +81,17 @@ class BootService:
             lookup=self.lookup,
             site=self.runtime.settings.site,
         )
+        if self.settings.access_log is not None:
+            try:
+                self._access_log = AccessLog(self.settings.access_log)
+            except OSError as exc:
+                raise ConfigError(
+                    f"boot.access_log: cannot open {self.settings.access_log}: {exc.strerror}"
+                ) from None
         site = BootHTTP(
-            self.store, self.documents, self.runtime.bus, self.settings.public_url, self.enroll
-        )
+            self.store, self.documents, self.runtime.bus, self.settings.public_url, self.enroll,
+            root=self.settings.http_root, access_log=self._access_log,
+        )  # fmt: skip
         self.http = HTTPServer(
             site.handle,
             site.observe,
@@ -120,6 +131,9 @@ class BootService:
         if self.http is not None:
             await self.http.stop()
             self.http = None
+        if self._access_log is not None:
+            self._access_log.close()
+            self._access_log = None
 
     def health(self) -> Health:
         if self.http is None or self.address is None:

@@ -80,6 +80,27 @@ def file_response(
     content_type: str,
     modified: datetime,
     extra: list[tuple[str, str]] | None = None,
+    fd: int | None = None,
+) -> Response:
+    """``fd``: the file already open (then owned here: sent, or closed when no body goes out);
+    else ``path`` is opened when a body is sent."""
+    try:
+        return _file_response(request, path, size, sha256, content_type, modified, extra, fd)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
+
+
+def _file_response(
+    request: Request,
+    path: Path,
+    size: int,
+    sha256: str,
+    content_type: str,
+    modified: datetime,
+    extra: list[tuple[str, str]] | None,
+    fd: int | None,
 ) -> Response:
     etag = f'"{sha256}"'
     headers = [
@@ -89,17 +110,25 @@ def file_response(
         *(extra or []),
     ]
     if not_modified(request, etag, modified):
+        _close(fd)
         return Response(304, headers)
     wanted = parse_range(request.headers.get("range"), size)
     if_range = request.headers.get("if-range")
     if wanted is not None and if_range is not None and if_range.strip() != etag:
         wanted = None
     if wanted == UNSATISFIABLE:
+        _close(fd)
         return Response(416, [*headers, ("content-range", f"bytes */{size}")])
     headers.append(("content-type", content_type))
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    if fd is None:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     if wanted is None:
         return Response(200, headers, file=FileBody(fd, 0, size))
     first, last = wanted
     headers.append(("content-range", f"bytes {first}-{last}/{size}"))
     return Response(206, headers, file=FileBody(fd, first, last - first + 1))
+
+
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)

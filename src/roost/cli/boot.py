@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -19,6 +20,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from roost.boot.names import check_file_name
 from roost.cli.common import (
     JSONOption,
     State,
@@ -30,6 +32,7 @@ from roost.cli.common import (
     print_json,
 )
 from roost.client import ClientError, locate
+from roost.errors import Invalid
 
 app = typer.Typer(
     help="Boot files, boot profiles and the rules that choose them.", no_args_is_help=True
@@ -125,6 +128,99 @@ def file_put(
         print_json(stored)
     else:
         console.print(f"stored {stored['name']} ({stored['size']} B, sha256 {stored['sha256']})")
+
+
+def _tree(root: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+    """(store name, file) for every file under ``root``, and what is left out and why.
+
+    The rules of a TFTP or ``boot.http_root`` tree: regular files, and symlinks that stay
+    inside the tree; hidden entries (``.git``, ``.htaccess``) are left out."""
+    real = root.resolve()
+    found: list[tuple[str, Path]] = []
+    left: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for fname in sorted(filenames):
+            path = Path(dirpath) / fname
+            name = path.relative_to(root).as_posix()
+            target = path.resolve()
+            if fname.startswith("."):
+                continue
+            if not target.is_relative_to(real):
+                left.append(f"{name}: a symlink out of the tree")
+            elif not target.is_file():
+                left.append(f"{name}: not a regular file")
+            else:
+                found.append((name, path))
+    return sorted(found), sorted(left)
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+@app.command("import")
+def file_import(
+    ctx: typer.Context,
+    directory: Path = typer.Argument(..., exists=True, file_okay=False, readable=True),
+    prefix: str = typer.Option("", help="put every name under this directory, e.g. legacy/"),
+    as_json: bool = JSONOption,
+) -> None:
+    """Put a whole tree (a TFTP root, an nginx PXE tree) into the store, keeping names.
+
+    ``DIR/pxelinux.cfg/default`` becomes ``pxelinux.cfg/default``, served at
+    ``/files/pxelinux.cfg/default`` and over TFTP by that name. Files the store already holds
+    with the same content are left as they are; every name is checked before anything is
+    uploaded."""
+    found, left = _tree(directory)
+    named = [(prefix.strip("/") + "/" + n if prefix.strip("/") else n, p) for n, p in found]
+    bad = []
+    for name, _path in named:
+        try:
+            check_file_name(name)
+        except Invalid as exc:
+            bad.append(str(exc))
+    if bad:
+        raise ClientError("nothing imported; rename these first:\n  " + "\n  ".join(bad))
+    with client(ctx) as c:
+        stored = {f["name"]: f["sha256"] for f in c.get("/boot/files") if f.get("node") is None}
+    todo = [(n, p) for n, p in named if stored.get(n) != _sha256(p)]
+    total = sum(p.stat().st_size for _, p in todo)
+    done: list[dict[str, Any]] = []
+    with _progress() as progress, _http(ctx) as http:
+        task = progress.add_task(f"import {directory}", total=total)
+        for name, path in todo:
+
+            def chunks(path: Path = path) -> Iterator[bytes]:
+                with path.open("rb") as f:
+                    while piece := f.read(_CHUNK):
+                        progress.advance(task, len(piece))
+                        yield piece
+
+            resp = http.put(
+                f"/boot/files/{name}",
+                content=chunks(),
+                headers={
+                    "content-length": str(path.stat().st_size),
+                    "content-type": "application/octet-stream",
+                },
+            )
+            _check(resp)
+            done.append(resp.json())
+    summary = {
+        "imported": [f["name"] for f in done],
+        "unchanged": [n for n, _ in named if n not in {f["name"] for f in done}],
+        "left_out": left,
+    }
+    if as_json:
+        print_json(summary)
+        return
+    console.print(
+        f"imported {len(done)} files from {directory}, {len(summary['unchanged'])} unchanged"
+    )
+    for why in left:
+        err_console.print(f"left out {why}")
 
 
 @file_app.command("get")

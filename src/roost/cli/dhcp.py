@@ -47,9 +47,46 @@ def subnet_add(
     server_address: str | None = typer.Option(
         None, "--server-address", help="next-server / server id"
     ),
+    no_boot: bool = typer.Option(False, "--no-boot", help="answer no network-boot client"),
+    bios: str | None = typer.Option(None, "--bios", help="BIOS PXE boot file (undionly.kpxe)"),
+    efi_x64: str | None = typer.Option(None, "--efi-x64", help="x86-64 UEFI boot file (ipxe.efi)"),
+    efi_arm64: str | None = typer.Option(
+        None, "--efi-arm64", help="arm64 UEFI boot file (ipxe-arm64.efi)"
+    ),
+    ipxe_script_url: str | None = typer.Option(
+        None, "--ipxe-script-url", help="URL for iPXE clients; ${mac} etc. are filled in"
+    ),
+    tag_boot_file: list[str] = typer.Option(
+        [], "--tag-boot-file", help="TAG=FILE: PXE boot file for nodes with TAG (repeatable)"
+    ),
+    tag_ipxe_script: list[str] = typer.Option(
+        [], "--tag-ipxe-script", help="TAG=URL: iPXE script for nodes with TAG (repeatable)"
+    ),
     as_json: bool = JSONOption,
 ) -> None:
     """Add a subnet; it is served at once."""
+    boot: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("bios", bios), ("efi_x64", efi_x64), ("efi_arm64", efi_arm64),
+            ("ipxe_script_url", ipxe_script_url),
+        )
+        if v is not None
+    }  # fmt: skip
+    if no_boot:
+        boot["enabled"] = False
+    tags: dict[str, dict[str, str]] = {}
+    for flag, field, items in (
+        ("--tag-boot-file", "boot_file", tag_boot_file),
+        ("--tag-ipxe-script", "ipxe_script", tag_ipxe_script),
+    ):
+        for item in items:
+            tag, sep, value = item.partition("=")
+            if not sep or not tag or not value:
+                raise typer.BadParameter(f"{item!r}: give {flag} as TAG=VALUE, e.g. gpu=x.kpxe")
+            tags.setdefault(tag, {})[field] = value
+    if tags:
+        boot["tags"] = tags
     body: dict[str, Any] = {
         "name": name,
         "cidr": cidr,
@@ -62,6 +99,7 @@ def subnet_add(
         "lease_time": lease_time,
         "interface": interface,
         "server_address": server_address,
+        "boot": boot,
     }
     act(
         ctx,

@@ -54,6 +54,11 @@ class BootOverride(Model):
     ipxe_script: str | None = Field(default=None, description="URL handed to iPXE clients")
 
 
+# What an iPXE script URL may be: iPXE fetches http(s) and tftp; placeholders (roost.dhcp.pxe)
+# are expanded before it is sent, in at most 255 bytes (one DHCP option).
+SCRIPT_URL = r"^(https?|tftp)://[^\s]+$"
+
+
 class Boot(Model):
     """Boot files per client architecture (RFC 4578 option 93) and per-tag overrides."""
 
@@ -61,6 +66,13 @@ class Boot(Model):
     bios: str = "undionly.kpxe"
     efi_x64: str = "ipxe.efi"
     efi_arm64: str = "ipxe-arm64.efi"
+    ipxe_script_url: str | None = Field(
+        default=None,
+        max_length=255,
+        pattern=SCRIPT_URL,
+        description="URL handed to iPXE clients of this subnet (placeholders: ${mac}, "
+        "${mac:hexhyp}, ${next-server}); default: dhcp.ipxe_script_url, else /boot/<mac>.ipxe",
+    )
     tags: dict[str, BootOverride] = Field(default_factory=dict)
 
 

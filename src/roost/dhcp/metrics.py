@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -91,3 +91,18 @@ COMMIT_BATCH = Histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000),
 )
 LEASES = Gauge("roost_dhcp_leases", "leases in memory by state", ["state"])
+
+# router advertisements (roost.dhcp.ra): a few packets a minute, so plain prometheus counters
+RA_SOLICITATIONS = Counter(
+    "roost_dhcp_ra_solicitations_received", "valid IPv6 router solicitations received"
+)
+RA_SENT = Counter(
+    "roost_dhcp_ra_advertisements_sent",
+    "router advertisements sent: answering solicitations, or periodic",
+    ["reason"],
+)
+RA_DROPPED = Counter(
+    "roost_dhcp_ra_dropped",
+    "ICMPv6 packets dropped (malformed, hop limit not 255) and advertisements not sent",
+    ["reason"],
+)

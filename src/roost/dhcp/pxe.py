@@ -9,6 +9,7 @@ the inventory provides. Everything here is pure: the server calls :func:`decide`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -77,6 +78,16 @@ def _override(
     return None
 
 
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9:_-]+)\}")
+
+
+def expand(url: str, mac: str, server: IPv4Address) -> str:
+    """An iPXE script URL with Roost's placeholders filled in. They have iPXE's own names and
+    meanings; any other ``${...}`` is left for iPXE to expand from its settings."""
+    values = {"mac": mac, "mac:hexhyp": mac.replace(":", "-"), "next-server": str(server)}
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), url)
+
+
 def decide(
     p: Packet,
     client: BootClient,
@@ -86,8 +97,10 @@ def decide(
     node: BootOverride | None = None,
     tags_for: TagsFor = no_tags,
     proxy: bool = False,
+    script_url: str | None = None,
 ) -> BootReply | None:
-    """The boot file and options for this client, or None when there is nothing to boot."""
+    """The boot file and options for this client, or None when there is nothing to boot.
+    ``script_url`` is the server-wide iPXE script URL (``dhcp.ipxe_script_url``)."""
     if not boot.enabled:
         return None
     mac = p.mac
@@ -95,9 +108,11 @@ def decide(
     over = _override(mac, boot, node, tags_for)
     opts: dict[int, bytes] = {}
     if client.kind == "ipxe":
-        file = (
-            over.ipxe_script if over and over.ipxe_script else None
-        ) or f"{base}/boot/{mac}.ipxe"
+        # the most specific wins: reservation, tag, subnet, server, built-in
+        chosen = (over.ipxe_script if over else None) or boot.ipxe_script_url or script_url
+        file = expand(chosen, mac, server) if chosen else f"{base}/boot/{mac}.ipxe"
+        if len(file.encode()) > 127:  # more than the file field holds: option 67 carries it
+            opts[Opt.BOOTFILE] = file.encode()
         if not proxy:
             opts[Opt.IPXE] = IPXE_NO_PXEDHCP
     elif client.kind == "http":

@@ -71,6 +71,7 @@ def build(
     tags_for: pxe.TagsFor,
     durable: bool = False,
     lease: bool = True,
+    script_url: str | None = None,
 ) -> Reply:
     """OFFER or ACK (``lease=False``: the ACK to an INFORM, without lease times)."""
     r = base(p, ip, int(server))
@@ -81,7 +82,9 @@ def build(
     if bc is None and (reservation is None or not reservation.hostname):
         data = _plain(r, p, mtype, subnet, server, lease)
     if data is None:
-        data = _general(r, p, mtype, subnet, server, reservation, http_port, tags_for, lease, bc)
+        data = _general(
+            r, p, mtype, subnet, server, reservation, http_port, tags_for, lease, bc, script_url
+        )
     dest, arp = destination(p, r)
     return Reply(data, dest, mtype, durable, arp)
 
@@ -97,11 +100,14 @@ def _general(
     tags_for: pxe.TagsFor,
     lease: bool,
     bc: pxe.BootClient | None,
+    script_url: str | None = None,
 ) -> bytes:
     """Any reply: boot information, a reserved hostname, overload when it does not fit."""
     opts = r.options
     opts[Opt.MESSAGE_TYPE] = _TYPE_BYTES[mtype]
     opts[Opt.SERVER_ID] = server.packed
+    if Opt.CLIENT_ID in p.options:  # RFC 6842: echo it
+        opts[Opt.CLIENT_ID] = p.options[Opt.CLIENT_ID]
     if lease:
         opts.update(subnet.lease_options)
     have = subnet.options
@@ -110,7 +116,9 @@ def _general(
         extra[Opt.HOSTNAME] = reservation.hostname.encode()
     if bc is not None:
         node = reservation.boot if reservation else None
-        boot = pxe.decide(p, bc, subnet.spec.boot, server, http_port, node, tags_for)
+        boot = pxe.decide(
+            p, bc, subnet.spec.boot, server, http_port, node, tags_for, script_url=script_url
+        )
         if boot is not None:
             apply_boot(r, boot, with_options=False)
             extra.update(boot.options)
@@ -155,11 +163,13 @@ def _plain(
         if len(subnet.reply_options) < _PLAIN_CACHE:  # a client picks its list: stay bounded
             subnet.reply_options[key] = middle
     rai = p.options.get(Opt.RELAY_AGENT_INFO)
+    cid = p.options.get(Opt.CLIENT_ID)
     body = b"".join(
         (
             _HEAD_TLV[mtype],
             b"\x36\x04",
             server.packed,
+            b"" if cid is None else encode_options({Opt.CLIENT_ID: cid}),
             middle,
             b"" if rai is None else encode_options({Opt.RELAY_AGENT_INFO: rai}),
         )
@@ -170,7 +180,7 @@ def _plain(
     return data if len(data) >= MIN_SIZE else data + bytes(MIN_SIZE - len(data))
 
 
-_HEAD = (Opt.MESSAGE_TYPE, Opt.SERVER_ID)
+_HEAD = (Opt.MESSAGE_TYPE, Opt.SERVER_ID, Opt.CLIENT_ID)
 _HEAD_TLV = {int(t): bytes((Opt.MESSAGE_TYPE, 1, t)) for t in MessageType}
 _PLAIN_CACHE = 64
 
@@ -180,6 +190,8 @@ def nak(p: Packet, server: IPv4Address, why: str) -> Reply:
     r.options[Opt.MESSAGE_TYPE] = _TYPE_BYTES[MessageType.NAK]
     r.options[Opt.SERVER_ID] = server.packed
     r.options[Opt.MESSAGE] = why.encode()
+    if Opt.CLIENT_ID in p.options:  # RFC 6842
+        r.options[Opt.CLIENT_ID] = p.options[Opt.CLIENT_ID]
     if Opt.RELAY_AGENT_INFO in p.options:
         r.options[Opt.RELAY_AGENT_INFO] = p.options[Opt.RELAY_AGENT_INFO]
     if p.giaddr:
@@ -224,12 +236,22 @@ def destination(p: Packet, r: Packet) -> tuple[tuple[str, int], tuple[str, bytes
     return (yi, 68), (yi, p.chaddr[: p.hlen])
 
 
-def client_key(p: Packet) -> bytes:
-    """RFC 2131 §4.2: the client identifier if sent, else hardware type + address."""
+def client_key(p: Packet, match_client_id: bool = True) -> bytes:
+    """RFC 2131 §4.2: the client identifier if sent, else hardware type + address. With
+    ``match_client_id``, an identifier that is the hardware type and address (``01:<mac>``, as
+    iPXE, udhcpc and dhclient send) is the same client as none (the firmware's PXE)."""
+    hw = bytes((p.htype,)) + p.chaddr[: p.hlen]
     cid = p.options.get(Opt.CLIENT_ID)
-    if cid:
+    if cid and not (match_client_id and cid == hw):
         return b"\xff" + cid
-    return bytes((p.htype,)) + p.chaddr[: p.hlen]
+    return hw
+
+
+def matched_key(key: bytes, mac: str) -> bytes:
+    """A lease key stored before ``match_client_id`` (``ff 01 <mac>``) as it is keyed now."""
+    if key[:2] == b"\xff\x01" and key[2:] == bytes.fromhex(mac.replace(":", "")):
+        return key[1:]
+    return key
 
 
 def hostname(p: Packet) -> str:

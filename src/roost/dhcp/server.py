@@ -52,6 +52,8 @@ class Policy:
     proxy: bool = False
     authoritative: bool = True
     probe: bool = False
+    match_client_id: bool = True
+    ipxe_script_url: str | None = None
 
 
 @dataclass
@@ -146,7 +148,7 @@ class DHCPServer:
     # -- messages --------------------------------------------------------------------------
 
     def _discover(self, p: Packet, subnet: Subnet, inb: Inbound, now: float) -> Reply | None:
-        client = client_key(p)
+        client = client_key(p, self.policy.match_client_id)
         ip = self._choose(p, client, subnet, now)
         if ip is None:
             self._event(
@@ -187,7 +189,7 @@ class DHCPServer:
         self.events.append(("dhcp.lease.declined", p.mac, data))
 
     def _request(self, p: Packet, subnet: Subnet, inb: Inbound, now: float) -> Reply | None:
-        client = client_key(p)
+        client = client_key(p, self.policy.match_client_id)
         sid = p.options.get(Opt.SERVER_ID)
         req = p.options.get(Opt.REQUESTED_IP)
         ours = self._server_ip(subnet, inb)
@@ -264,7 +266,7 @@ class DHCPServer:
             return
         ip = int.from_bytes(req, "big")
         lease = self.leases.by_ip.get(ip)
-        if lease is None or lease.client != client_key(p):
+        if lease is None or lease.client != client_key(p, self.policy.match_client_id):
             return
         # RFC 2131 §4.3.3: the address is in use by someone else; keep it out of the pool.
         self.leases.put(
@@ -275,7 +277,8 @@ class DHCPServer:
     def _release(self, p: Packet, subnet: Subnet, inb: Inbound, now: float) -> None:
         ip = p.ciaddr
         lease = self.leases.by_ip.get(ip)
-        if lease is None or lease.client != client_key(p) or lease.state != BOUND:
+        client = client_key(p, self.policy.match_client_id)
+        if lease is None or lease.client != client or lease.state != BOUND:
             return
         lease.state = RELEASED
         lease.expires = now
@@ -306,8 +309,9 @@ class DHCPServer:
         res = self.config.reservations.get(p.mac)
         node = res.boot if res is not None else None
         boot = pxe.decide(
-            p, bc, subnet.spec.boot, server, self.policy.http_port, node, self.tags_for, proxy=True
-        )
+            p, bc, subnet.spec.boot, server, self.policy.http_port, node, self.tags_for,
+            proxy=True, script_url=self.policy.ipxe_script_url,
+        )  # fmt: skip
         if boot is None:
             return None
         if discover:
@@ -338,6 +342,7 @@ class DHCPServer:
             self.tags_for,
             durable,
             lease,
+            self.policy.ipxe_script_url,
         )
 
     # -- events ----------------------------------------------------------------------------

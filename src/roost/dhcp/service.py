@@ -26,6 +26,10 @@ from roost.dhcp.errors import MalformedPacket
 from roost.dhcp.leases import HOLDING, Lease, LeaseTable
 from roost.dhcp.probe import Pinger
 from roost.dhcp.pxe import TagsFor, no_tags
+from roost.dhcp.ra import codec as ra_codec
+from roost.dhcp.ra.transport import Advertiser
+from roost.dhcp.ra.transport import Config as RAConfig
+from roost.dhcp.replies import matched_key
 from roost.dhcp.server import DHCPServer, Inbound, Policy, Reply
 from roost.service import Health
 
@@ -68,6 +72,7 @@ class DHCPService:
         self._store = store.LeaseStore(runtime.db)
         self._pinger: Pinger | None = None
         self._probes: set[asyncio.Task[None]] = set()
+        self._advertisers: list[Advertiser] = []
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -76,6 +81,8 @@ class DHCPService:
         now = time.time()
         self._store.open()
         for lease in await self._store.load():
+            if self.settings.match_client_id:  # leases stored keyed by 01:<mac> before it
+                lease.client = matched_key(lease.client, lease.mac)
             self.leases.load(lease)
         policy = Policy(
             offer_hold=self.settings.offer_hold,
@@ -84,6 +91,8 @@ class DHCPService:
             proxy=self.settings.proxy,
             authoritative=self.settings.authoritative,
             probe=self.settings.probe,
+            match_client_id=self.settings.match_client_id,
+            ipxe_script_url=self.settings.ipxe_script_url,
         )
         if self.settings.probe:
             self._pinger = Pinger()
@@ -104,6 +113,8 @@ class DHCPService:
                     lst = _Listener(sock, Inbound(ifname, local, port))
                     self._listeners.append(lst)
                     loop.add_reader(sock.fileno(), self._drain, lst)
+                if self.settings.ra_enabled:
+                    self._start_advertiser(ifname)
         except BaseException:
             await self.stop()
             raise
@@ -118,8 +129,28 @@ class DHCPService:
             ", proxy mode" if self.settings.proxy else "",
         )
 
+    def _start_advertiser(self, ifname: str) -> None:
+        """Router advertisements on ``ifname``; DHCP goes on without them if IPv6 is off there."""
+        s = self.settings
+        adv = ra_codec.RouterAdvertisement(
+            router_lifetime=s.ra_router_lifetime,
+            mtu=s.ra_mtu or None,
+            prefixes=tuple(ra_codec.Prefix(net) for net in s.ra_prefixes),
+        )
+        config = RAConfig(adv, s.ra_max_interval / 3, s.ra_max_interval)
+        advertiser = Advertiser(ifname, config, self.runtime.bus.emit)
+        try:
+            advertiser.start()
+        except OSError as exc:
+            log.warning("no IPv6 router advertisements on %s: %s", ifname, exc)
+            return
+        self._advertisers.append(advertiser)
+
     async def stop(self) -> None:
         loop = asyncio.get_running_loop()
+        for advertiser in self._advertisers:
+            advertiser.stop()
+        self._advertisers.clear()
         for lst in self._listeners:
             loop.remove_reader(lst.sock.fileno())
         for task in [*self._tasks, *self._probes]:

@@ -54,7 +54,7 @@ class TFTPService:
             ),
             max_transfers=settings.max_transfers,
             on_transfer=self._publish,
-            workers=settings.workers,
+            workers=settings.worker_count,
             pin_workers=settings.pin_workers,
             busy_poll=settings.busy_poll / 1e6,
         )

@@ -107,3 +107,46 @@ async def test_profile_and_rule_of_a_site(live_url: str, admin_token: str) -> No
     assert rc == 1 and "422" in err and "its own site" in err
     rc, out, _ = await roost(live_url, admin_token, "boot", "rule", "list")
     assert rc == 0 and "site" in out and "east" in out
+
+
+async def test_boot_import_puts_a_whole_tree_into_the_store(
+    live_url: str, admin_token: str, tmp_path: Path
+) -> None:
+    tree = tmp_path / "tftpboot"
+    (tree / "pxelinux.cfg").mkdir(parents=True)
+    (tree / "images" / "debian").mkdir(parents=True)
+    (tree / ".git").mkdir()
+    (tree / ".git" / "HEAD").write_text("ref")
+    (tree / "boot.ipxe").write_text("#!ipxe\nchain images/debian/menu.ipxe\n")
+    (tree / "pxelinux.cfg" / "default").write_text("DEFAULT local\n")
+    kernel = os.urandom(2 * 2**20 + 5)
+    (tree / "images" / "debian" / "vmlinuz").write_bytes(kernel)
+    (tree / "images" / "latest").symlink_to("debian/vmlinuz")  # inside the tree: imported
+    (tmp_path / "elsewhere").write_text("x")
+    (tree / "escape").symlink_to(tmp_path / "elsewhere")  # out of it: left out
+    rc, out, err = await roost(live_url, admin_token, "boot", "import", str(tree), "--json")
+    assert rc == 0, err
+    summary = json.loads(out)
+    want = ["boot.ipxe", "images/debian/vmlinuz", "images/latest", "pxelinux.cfg/default"]
+    assert summary["imported"] == want and summary["unchanged"] == []
+    assert summary["left_out"] == ["escape: a symlink out of the tree"]
+    rc, out, _ = await roost(live_url, admin_token, "boot", "file", "ls", "--json")
+    files = {f["name"]: f["sha256"] for f in json.loads(out)}
+    assert sorted(files) == want
+    assert files["images/latest"] == hashlib.sha256(kernel).hexdigest()
+    # again: nothing to send; a changed file is sent again
+    (tree / "boot.ipxe").write_text("#!ipxe\nexit\n")
+    rc, out, err = await roost(live_url, admin_token, "boot", "import", str(tree), "--json")
+    assert rc == 0, err
+    assert json.loads(out)["imported"] == ["boot.ipxe"]
+    # with a prefix; and a name the store refuses stops everything before any upload
+    (tree / "bad name.cfg").write_text("x")
+    rc, _, err = await roost(live_url, admin_token, "boot", "import", str(tree))
+    assert rc == 1 and "nothing imported" in err and "bad name.cfg" in err
+    (tree / "bad name.cfg").unlink()
+    rc, out, err = await roost(
+        live_url, admin_token, "boot", "import", str(tree), "--prefix", "legacy/"
+    )
+    assert rc == 0 and "imported 4 files" in out, err
+    rc, out, _ = await roost(live_url, admin_token, "boot", "file", "ls", "--json")
+    assert "legacy/pxelinux.cfg/default" in {f["name"] for f in json.loads(out)}

@@ -62,3 +62,39 @@ async def test_subnet_commands_and_follow(
         await follow.wait()
     rc, _, err = await cli(live_url, admin_token, "dhcp", "subnet", "rm", "lab")
     assert rc == 0, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_subnet_add_takes_every_boot_setting(live_url: str, admin_token: str) -> None:
+    rc, _, err = await cli(
+        live_url, admin_token, "dhcp", "subnet", "add", "lab", "10.70.0.0/24",
+        "--bios", "pxelinux.0", "--efi-x64", "grubx64.efi", "--efi-arm64", "grubaa64.efi",
+        "--ipxe-script-url", "http://10.70.0.1/boot.ipxe?mac=${mac}",
+        "--tag-boot-file", "gpu=gpu.kpxe", "--tag-ipxe-script", "gpu=http://x/gpu.ipxe",
+        "--tag-boot-file", "old=old.kpxe",
+    )  # fmt: skip
+    assert rc == 0, err
+    rc, out, _ = await cli(live_url, admin_token, "dhcp", "subnet", "list", "--json")
+    assert json.loads(out)[0]["boot"] == {
+        "enabled": True,
+        "bios": "pxelinux.0",
+        "efi_x64": "grubx64.efi",
+        "efi_arm64": "grubaa64.efi",
+        "ipxe_script_url": "http://10.70.0.1/boot.ipxe?mac=${mac}",
+        "tags": {
+            "gpu": {"boot_file": "gpu.kpxe", "ipxe_script": "http://x/gpu.ipxe"},
+            "old": {"boot_file": "old.kpxe", "ipxe_script": None},
+        },
+    }
+    rc, _, err = await cli(live_url, admin_token, "dhcp", "subnet", "add", "off",
+                           "10.71.0.0/24", "--no-boot")  # fmt: skip
+    assert rc == 0, err
+    rc, out, _ = await cli(live_url, admin_token, "dhcp", "subnet", "list", "--json")
+    assert [s["boot"]["enabled"] for s in json.loads(out)] == [True, False]
+    rc, _, err = await cli(live_url, admin_token, "dhcp", "subnet", "add", "bad",
+                           "10.72.0.0/24", "--tag-boot-file", "gpu")  # fmt: skip
+    assert rc == 2 and "TAG=VALUE" in err
+    rc, _, err = await cli(live_url, admin_token, "dhcp", "subnet", "add", "bad",
+                           "10.72.0.0/24", "--ipxe-script-url", "/boot.ipxe")  # fmt: skip
+    assert rc == 1 and "ipxe_script_url" in err, err
