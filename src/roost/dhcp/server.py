@@ -178,7 +178,10 @@ class DHCPServer:
     def conflict(self, p: Packet, ip: int, now: float) -> None:
         """A probe found ``ip`` in use (RFC 2131 §4.4.1): quarantine it as if declined."""
         held = self.leases.by_ip.get(ip)
-        subnet_id = held.subnet_id if held is not None else 0
+        if held is not None:
+            subnet_id = held.subnet_id
+        else:
+            subnet_id = next((s.id for s in self.config.subnets if s.contains(ip)), 0)
         self.leases.put(
             Lease(ip, b"", "", "", subnet_id, DECLINED, now, now + self.policy.decline_hold)
         )

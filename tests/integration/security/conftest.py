@@ -55,6 +55,11 @@ class Roost:
         self.clients.append(client)
         return client
 
+    @property
+    def db_path(self) -> Path:
+        """The SQLite database file (``ROOST_DATABASE__URL``)."""
+        return Path(self.env["ROOST_DATABASE__URL"].split("///", 1)[1])
+
     def boot(self) -> httpx.Client:
         """An anonymous client of the boot server, as a machine on the boot LAN is."""
         client = httpx.Client(base_url=self.boot_url, timeout=30)
@@ -68,7 +73,7 @@ class Roost:
             body["sites"] = sites
         r = self.api().post("/tokens", json=body)
         assert r.status_code in (200, 201), r.text
-        secret: str = r.json()["secret"]
+        secret: str = r.json()["token"]
         return secret
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
