@@ -3,7 +3,9 @@
 A token reads ``roost_<id>_<secret>``. Only the SHA-256 of the 256-bit random secret is stored
 (a slow password hash buys nothing for a secret of that entropy), compared in constant time.
 Roles are ordered: ``viewer`` reads, ``operator`` acts on machines, ``admin`` also manages
-tokens and settings. A token may be limited to some sites.
+tokens and settings. A token may be limited to some sites: it then sees and changes only
+objects of those sites (never global ones, whose site is None), and creates, lists and revokes
+only tokens no wider than itself (:class:`Principal`).
 """
 
 from __future__ import annotations
@@ -12,16 +14,24 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
+from pydantic import StringConstraints
 from sqlalchemy import func, select
 
 from roost.db import Database
 from roost.db.models import TokenRow
 from roost.errors import Forbidden, Invalid, NotFound
+
+SiteName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", max_length=64)
+]
+"""A site's name in a request body: what the inventory accepts (letters, digits, ``_.:-``)."""
 
 
 class Role(StrEnum):
@@ -58,7 +68,28 @@ class Principal:
     def sees(self, site: str | None) -> bool:
         """Whether an object of ``site`` is this token's: global objects (site None) belong to
         unscoped tokens only."""
-        return self.sites is None or (site is not None and site in self.sites)
+        return in_scope(site, self.sites)
+
+    def covers(self, sites: Sequence[str] | None) -> bool:
+        """Whether a token of ``sites`` lies inside this token's scope: every one of its sites
+        is this token's; an unscoped one is inside an unscoped token's only."""
+        if self.sites is None:
+            return True
+        return sites is not None and all(s in self.sites for s in sites)
+
+    def check_grant(self, role: Role, sites: Sequence[str] | None) -> None:
+        """Refuse to create a token wider than this one: a higher role, or sites that are not
+        all this token's (an unscoped token comes only from an unscoped one)."""
+        if role.rank > self.role.rank:
+            raise Forbidden(f"role: this token ({self.role.name}) cannot grant {role.name}")
+        if self.covers(sites):
+            return
+        if sites is None:
+            raise Forbidden(
+                "sites: a token limited to sites may only create tokens limited to some of "
+                "them; give sites"
+            )
+        raise Forbidden("sites: outside the sites of this token")
 
     def check_site(self, site: str | None, what: str) -> None:
         """Refuse an object outside the token's sites as if it did not exist: the message
@@ -78,6 +109,13 @@ class Principal:
         if site not in self.sites:
             raise Forbidden("site: outside the sites of this token")
         return site
+
+
+def in_scope(site: str | None, sites: Sequence[str] | None) -> bool:
+    """The site rule, for callers that hold only a scope (an event filter): everything is in
+    the scope None; a site is in a scope that lists it; a global object (site None) is in no
+    limited scope."""
+    return sites is None or (site is not None and site in sites)
 
 
 @dataclass(frozen=True)
@@ -103,8 +141,13 @@ async def create_token(
 ) -> IssuedToken:
     if not name.strip():
         raise Invalid("token name must not be empty")
-    if expires_at is not None and expires_at <= datetime.now(UTC):
-        raise Invalid("expires_at must be in the future")
+    if sites is not None and not sites:
+        raise Invalid("sites: give at least one site, or leave it out for every site")
+    if expires_at is not None:
+        if expires_at.tzinfo is None or expires_at.utcoffset() is None:
+            raise Invalid("expires_at: give a time zone, e.g. 2030-01-01T00:00:00Z")
+        if expires_at <= datetime.now(UTC):
+            raise Invalid("expires_at: must be in the future")
     token_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     async with db.session() as s:
@@ -140,15 +183,18 @@ async def verify_token(db: Database, presented: str) -> Principal | None:
         )
 
 
-async def list_tokens(db: Database) -> list[TokenRow]:
+async def list_tokens(db: Database, who: Principal | None = None) -> list[TokenRow]:
+    """Every token, or those inside ``who``'s scope (:meth:`Principal.covers`)."""
     async with db.session() as s:
-        return list((await s.execute(select(TokenRow).order_by(TokenRow.created_at))).scalars())
+        rows = (await s.execute(select(TokenRow).order_by(TokenRow.created_at))).scalars()
+        return [r for r in rows if who is None or who.covers(r.sites)]
 
 
-async def revoke_token(db: Database, token_id: str) -> TokenRow:
+async def revoke_token(db: Database, token_id: str, who: Principal | None = None) -> TokenRow:
+    """Revoke a token; one outside ``who``'s scope answers as an unknown id would."""
     async with db.session() as s:
         row = await s.get(TokenRow, token_id)
-        if row is None:
+        if row is None or (who is not None and not who.covers(row.sites)):
             raise NotFound(f"no token with id {token_id!r}")
         if row.revoked_at is None:
             row.revoked_at = datetime.now(UTC)

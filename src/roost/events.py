@@ -11,6 +11,13 @@ events out to their own subscribers as well.
 then replays stored events, then continues live, skipping what the replay already delivered,
 so a reconnecting client sees no gap and no duplicate. A subscriber that falls too far
 behind is cut off rather than silently losing events; it reconnects with ``Last-Event-ID``.
+
+Sites: an event carries the site of the object it is about (a node's, a DHCP subnet's; the
+publisher passes it), and a reader limited to some sites gets only events of those sites
+(:func:`roost.auth.in_scope`). An event about nothing of a site (a token, the server starting,
+a malformed packet on an interface) has no site and goes to unscoped readers only: the bus
+never stamps the server's own site on it, which handed server-wide events to that site's
+viewers.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from sqlalchemy import Select, Table, delete, insert, or_, select, text
 from sqlalchemy.engine import CursorResult, make_url
 from sqlalchemy.pool import PoolProxiedConnection
 
+from roost.auth import in_scope
 from roost.db import Database
 from roost.db.models import EventRow
 from roost.settings import EventSettings
@@ -77,14 +85,14 @@ class EventFilter:
 
     types: tuple[str, ...] = ()
     subject: str | None = None
-    sites: tuple[str, ...] | None = None  # None: every site
+    sites: tuple[str, ...] | None = None  # None: every site and events of none
 
     def matches(self, ev: Routed) -> bool:
         if self.types and not any(ev.type.startswith(p) for p in self.types):
             return False
         if self.subject is not None and ev.subject != self.subject:
             return False
-        return self.sites is None or ev.site is None or ev.site in self.sites
+        return in_scope(ev.site, self.sites)
 
 
 class SubscriberTooSlow(Exception):
@@ -174,7 +182,6 @@ class EventBus:
 
     db: Database
     settings: EventSettings
-    site: str | None = None
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
     _queue: asyncio.Queue[_Pending] = field(default_factory=asyncio.Queue)
     _subs: set[Subscription] = field(default_factory=set)
@@ -229,7 +236,7 @@ class EventBus:
             raise ValueError(f"event type must have 1 to 128 characters, not {len(type)}")
         if len(subject) > 255:
             raise ValueError(f"event subject must have at most 255 characters, not {len(subject)}")
-        return _Pending(datetime.now(UTC), type, subject, site or self.site, data or {}, done)
+        return _Pending(datetime.now(UTC), type, subject, site, data or {}, done)
 
     async def publish(
         self,
@@ -238,7 +245,8 @@ class EventBus:
         data: dict[str, Any] | None = None,
         site: str | None = None,
     ) -> Event:
-        """Store an event and return it with its id once it is durable."""
+        """Store an event and return it with its id once it is durable. ``site``: the site of
+        what it is about; None for a server-wide event, which only unscoped readers get."""
         done: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(self._pending(type, subject, data, site, done))
         self._urgent.set()
@@ -424,8 +432,8 @@ class EventBus:
             q = q.where(or_(*(EventRow.type.startswith(p, autoescape=True) for p in flt.types)))
         if flt.subject is not None:
             q = q.where(EventRow.subject == flt.subject)
-        if flt.sites is not None:
-            q = q.where(or_(EventRow.site.is_(None), EventRow.site.in_(flt.sites)))
+        if flt.sites is not None:  # in_scope() in SQL: NULL is in no list
+            q = q.where(EventRow.site.in_(flt.sites))
         return q
 
     async def tail(self, flt: EventFilter, count: int) -> list[Event]:

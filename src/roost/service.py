@@ -57,7 +57,7 @@ class Runtime:
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
         db = Database(settings.database_url)
-        return cls(settings=settings, db=db, bus=EventBus(db, settings.events, site=settings.site))
+        return cls(settings=settings, db=db, bus=EventBus(db, settings.events))
 
     def service(self, name: str) -> Service | None:
         return next((s for s in self.services if s.name == name), None)

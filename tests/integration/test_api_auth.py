@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
+from roost.auth import Principal, Role, create_token
+from roost.errors import Forbidden
 from roost.service import Runtime
 
 
@@ -64,3 +67,21 @@ async def test_readyz_reports_database_and_started_state(
         assert down.json()["checks"]["database"]["ok"] is False
     finally:
         await runtime.db.open(migrate=False)
+
+
+async def test_token_scope_rules_in_detail(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    east = await create_token(runtime.db, "east admin", Role.admin, ["east", "north"])
+    as_east = {"Authorization": f"Bearer {east.secret}"}
+    empty = await api.post("/api/v1/tokens", json={"name": "e", "sites": []}, headers=as_east)
+    assert empty.status_code == 422 and "body sites" in empty.json()["detail"]
+    dup = {"name": "d", "sites": ["east", "east", "north"]}
+    made = await api.post("/api/v1/tokens", json=dup, headers=as_east)
+    assert made.status_code == 201 and made.json()["sites"] == ["east", "north"]
+    bad = await api.post("/api/v1/tokens", json={"name": "b", "sites": ["a b"]}, headers=as_east)
+    assert bad.status_code == 422 and "body sites.0" in bad.json()["detail"]
+    # what the admin-only routes cannot show: no role above the caller's own
+    operator = Principal("t", "op", Role.operator, ("east",))
+    for role, sites in ((Role.admin, ["east"]), (Role.viewer, None), (Role.viewer, ["west"])):
+        with pytest.raises(Forbidden):
+            operator.check_grant(role, sites)
+    operator.check_grant(Role.operator, ["east"])

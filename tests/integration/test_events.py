@@ -240,3 +240,19 @@ async def test_sqlite_writer_waits_out_another_writers_lock_without_blocking(
     await runtime.bus.publish("test.lock", "after")
     stored = await runtime.bus.history(EventFilter(types=("test.lock",)))
     assert [e.subject for e in stored] == ["held", "waiting", "after"]
+
+
+async def test_events_without_a_site_reach_unscoped_readers_only(runtime: Runtime) -> None:
+    scoped, everything = EventFilter(sites=(runtime.settings.site,)), EventFilter()
+    with runtime.bus.subscribe(scoped) as sub, runtime.bus.subscribe(everything) as all_:
+        await runtime.bus.publish("test.global")  # no site: not stamped with the server's
+        await runtime.bus.publish("test.site", site=runtime.settings.site)
+        got = [await asyncio.wait_for(s.get(), 10) for s in (sub, all_, all_)]
+    assert [(e.type, e.site) if e else None for e in got] == [
+        ("test.site", runtime.settings.site),
+        ("test.global", None),
+        ("test.site", runtime.settings.site),
+    ]
+    assert [e.type for e in await runtime.bus.history(scoped)] == ["test.site"]
+    assert [e.type for e in await runtime.bus.tail(scoped, 10)] == ["test.site"]
+    assert len(await runtime.bus.history(everything)) == 2

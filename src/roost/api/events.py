@@ -3,7 +3,8 @@
 Filters: ``type`` (prefixes, repeated or comma-separated), ``subject``. Replay: the
 ``Last-Event-ID`` header or ``since`` (an event id, an ISO 8601 time, or an age such as
 ``15m``/``2h``/``1d``), then live with no gap and no duplicate (see roost.events).
-A token limited to some sites sees only their events.
+A token limited to some sites sees only their events; an event without a site (server-wide:
+tokens, start and stop, …) only unscoped tokens see.
 """
 
 from __future__ import annotations

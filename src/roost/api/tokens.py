@@ -1,24 +1,32 @@
-"""API tokens: create, list, revoke (admin only)."""
+"""API tokens: create, list, revoke (admin only, and only inside the caller's own scope)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from roost import auth
 from roost.api.deps import Admin, RuntimeDep
-from roost.auth import Role
+from roost.auth import Role, SiteName
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 
 
 class TokenCreate(BaseModel):
     name: str = Field(min_length=1, max_length=128)
-    role: Role = Role.viewer
-    sites: list[str] | None = Field(default=None, description="limit the token to these sites")
-    expires_at: datetime | None = None
+    role: Role = Field(default=Role.viewer, description="at most the caller's own role")
+    sites: list[SiteName] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="limit the token to these sites (a subset of the caller's); "
+        "absent: every site, which only an unscoped token may grant",
+    )
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="a future time with a time zone, e.g. 2030-01-01T00:00:00Z"
+    )
 
 
 class TokenOut(BaseModel):
@@ -38,7 +46,9 @@ class TokenCreated(TokenOut):
 
 @router.post("", status_code=201, response_model=TokenCreated)
 async def create(body: TokenCreate, runtime: RuntimeDep, who: Admin) -> TokenCreated:
-    issued = await auth.create_token(runtime.db, body.name, body.role, body.sites, body.expires_at)
+    sites = list(dict.fromkeys(body.sites)) if body.sites is not None else None
+    who.check_grant(body.role, sites)
+    issued = await auth.create_token(runtime.db, body.name, body.role, sites, body.expires_at)
     await runtime.bus.publish(
         "token.created", issued.id, {"name": issued.name, "role": issued.role, "by": who.token_id}
     )
@@ -53,14 +63,16 @@ async def create(body: TokenCreate, runtime: RuntimeDep, who: Admin) -> TokenCre
 
 
 @router.get("", response_model=list[TokenOut])
-async def list_(runtime: RuntimeDep, _: Admin) -> list[TokenOut]:
+async def list_(runtime: RuntimeDep, who: Admin) -> list[TokenOut]:
+    """The tokens inside the caller's scope (all of them for an unscoped token)."""
     return [
-        TokenOut.model_validate(r, from_attributes=True) for r in await auth.list_tokens(runtime.db)
+        TokenOut.model_validate(r, from_attributes=True)
+        for r in await auth.list_tokens(runtime.db, who)
     ]
 
 
 @router.delete("/{token_id}", response_model=TokenOut)
 async def revoke(token_id: str, runtime: RuntimeDep, who: Admin) -> TokenOut:
-    row = await auth.revoke_token(runtime.db, token_id)
+    row = await auth.revoke_token(runtime.db, token_id, who)
     await runtime.bus.publish("token.revoked", token_id, {"by": who.token_id})
     return TokenOut.model_validate(row, from_attributes=True)

@@ -17,9 +17,11 @@ reservation_app = typer.Typer(
 app.add_typer(subnet_app, name="subnet")
 app.add_typer(reservation_app, name="reservation")
 
-SUBNET_COLUMNS = ["name", "cidr", "pools", "routers", "dns_servers", "lease_time", "interface"]
-RESERVATION_COLUMNS = ["mac", "ip", "hostname", "boot"]
-LEASE_COLUMNS = ["ip", "mac", "hostname", "subnet", "state", "expires"]
+SUBNET_COLUMNS = [
+    "name", "site", "cidr", "pools", "routers", "dns_servers", "lease_time", "interface"
+]  # fmt: skip
+RESERVATION_COLUMNS = ["mac", "ip", "site", "hostname", "boot"]
+LEASE_COLUMNS = ["ip", "mac", "hostname", "subnet", "site", "state", "expires"]
 
 
 def _pool(text: str) -> dict[str, str]:
@@ -34,6 +36,9 @@ def subnet_add(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="a short name, e.g. lab"),
     cidr: str = typer.Argument(..., help="the network, e.g. 10.0.0.0/24"),
+    site: str | None = typer.Option(
+        None, "--site", help="its site; default: the token's only site, else the server's"
+    ),
     pool: list[str] = typer.Option([], "--pool", help="FIRST-LAST (repeatable)"),
     router: list[str] = typer.Option([], "--router", help="gateway (repeatable)"),
     dns: list[str] = typer.Option([], "--dns", help="DNS server (repeatable)"),
@@ -89,6 +94,7 @@ def subnet_add(
         boot["tags"] = tags
     body: dict[str, Any] = {
         "name": name,
+        "site": site,
         "cidr": cidr,
         "pools": [_pool(p) for p in pool],
         "routers": router,
@@ -106,7 +112,9 @@ def subnet_add(
         "POST",
         "/dhcp/subnets",
         as_json,
-        lambda created: f"subnet {created['name']} ({created['cidr']}) added",
+        lambda created: (
+            f"subnet {created['name']} ({created['cidr']}) added to site {created['site']}"
+        ),
         json=body,
     )
 

@@ -17,7 +17,9 @@ def create(
     name: str = typer.Argument(..., help="what the token is for"),
     role: str = typer.Option("viewer", help="viewer, operator or admin"),
     site: list[str] = typer.Option([], "--site", help="limit to a site (repeatable)"),
-    expires: str | None = typer.Option(None, help="expiry time, ISO 8601"),
+    expires: str | None = typer.Option(
+        None, help="expiry time, ISO 8601 with a time zone, e.g. 2030-01-01T00:00:00Z"
+    ),
     as_json: bool = JSONOption,
 ) -> None:
     """Create a token; its secret is printed once."""

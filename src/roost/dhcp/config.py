@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from roost.auth import SiteName
 from roost.errors import Invalid
 
 
@@ -78,6 +79,12 @@ class Boot(Model):
 
 class SubnetSpec(Model):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    site: SiteName | None = Field(
+        default=None,
+        description="the site it belongs to (its reservations and leases too); default on "
+        "create: the token's only site, else the server's; on replace: unchanged. null in an "
+        "answer: a global subnet (stored before sites), for unscoped tokens only",
+    )
     cidr: IPv4Network
     pools: list[Pool] = Field(default_factory=list)
     routers: list[IPv4Address] = Field(default_factory=list)
@@ -131,8 +138,12 @@ def _overlaps(a: Pool, b: Pool) -> bool:
     return int(a.start) <= int(b.end) and int(b.start) <= int(a.end)
 
 
-def check_subnet(spec: SubnetSpec, others: Iterable[SubnetSpec]) -> None:
-    """Raise Invalid when ``spec`` contradicts itself or the other subnets."""
+def check_subnet(
+    spec: SubnetSpec, others: Iterable[SubnetSpec], hidden: Iterable[SubnetSpec] = ()
+) -> None:
+    """Raise Invalid when ``spec`` contradicts itself or the other subnets. ``hidden`` are
+    subnets the caller may not see (other sites'): one server holds every subnet, so they may
+    not overlap either, but the message names nothing of them."""
     net = spec.cidr
     if net.prefixlen > 30:
         raise Invalid(f"subnet {net}: too small to serve; use a /30 or larger")
@@ -155,6 +166,16 @@ def check_subnet(spec: SubnetSpec, others: Iterable[SubnetSpec]) -> None:
             continue
         if other.cidr.overlaps(net):
             raise Invalid(f"subnet {net} overlaps subnet {other.name!r} ({other.cidr})")
+    for other in hidden:
+        if other.name != spec.name and other.cidr.overlaps(net):
+            raise Invalid(
+                f"subnet {net} overlaps a subnet this token cannot see; pick another range"
+            )
+
+
+def site_of_address(ip: IPv4Address, subnets: Iterable[SubnetSpec]) -> str | None:
+    """The site of the subnet ``ip`` is on (a reservation's site); None when on none."""
+    return next((s.site for s in subnets if ip in s.cidr), None)
 
 
 def check_reservation(
@@ -221,6 +242,8 @@ class Config:
     reservations: dict[str, ReservationSpec] = field(default_factory=dict)
     reserved_ips: dict[int, str] = field(default_factory=dict)
     """reserved address → the MAC it belongs to"""
+    sites: dict[int, str | None] = field(default_factory=dict)
+    """subnet id → its site: what a lease's events carry"""
 
 
 def compile_subnet(subnet_id: int, spec: SubnetSpec) -> Subnet:
@@ -263,8 +286,10 @@ def compile_config(
     subnets: Iterable[tuple[int, SubnetSpec]], reservations: Iterable[ReservationSpec]
 ) -> Config:
     res = {r.mac: r for r in reservations}
+    compiled = tuple(compile_subnet(i, s) for i, s in subnets)
     return Config(
-        subnets=tuple(compile_subnet(i, s) for i, s in subnets),
+        subnets=compiled,
         reservations=res,
         reserved_ips={int(r.ip): r.mac for r in res.values()},
+        sites={s.id: s.spec.site for s in compiled},
     )

@@ -1,8 +1,10 @@
 """Database tables of the DHCP server: live configuration and durable leases.
 
 Subnets and reservations keep their API body as JSON (``spec``) beside the columns that must
-be unique; the leases table has one row per address (primary key), which is what makes "one
-address, one client" hold on disk as well as in memory.
+be unique. A subnet's site is a column of its own (NULL: global, for unscoped tokens only); a
+reservation has the site of the subnet its address is on, a lease that of its ``subnet_id``.
+The leases table has one row per address (primary key), which is what makes "one address, one
+client" hold on disk as well as in memory.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class DHCPSubnetRow(Base):
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    site: Mapped[str | None] = mapped_column(String(64), nullable=True)
     spec: Mapped[dict[str, Any]]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -62,7 +62,8 @@ class DHCPServer:
     leases: LeaseTable
     policy: Policy = field(default_factory=Policy)
     tags_for: pxe.TagsFor = pxe.no_tags
-    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    events: list[tuple[str, str, dict[str, Any], str | None]] = field(default_factory=list)
+    """(type, subject, data, site): a lease's events have its subnet's site."""
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -151,9 +152,8 @@ class DHCPServer:
         client = client_key(p, self.policy.match_client_id)
         ip = self._choose(p, client, subnet, now)
         if ip is None:
-            self._event(
-                "dhcp.pool.exhausted", subnet.spec.name, {"subnet": subnet.spec.name, "mac": p.mac}
-            )
+            data = {"subnet": subnet.spec.name, "mac": p.mac}
+            self.events.append(("dhcp.pool.exhausted", subnet.spec.name, data, subnet.spec.site))
             return None
         current = self.leases.by_ip.get(ip)
         fresh = (current is None or current.client != client) and ip not in self.config.reserved_ips
@@ -180,13 +180,16 @@ class DHCPServer:
     def conflict(self, p: Packet, ip: int, now: float) -> None:
         """A probe found ``ip`` in use (RFC 2131 §4.4.1): quarantine it as if declined."""
         held = self.leases.by_ip.get(ip)
-        subnet_id = held.subnet_id if held is not None else 0
+        if held is not None:
+            subnet_id = held.subnet_id
+        else:
+            subnet_id = next((s.id for s in self.config.subnets if s.contains(ip)), 0)
         self.leases.put(
             Lease(ip, b"", "", "", subnet_id, DECLINED, now, now + self.policy.decline_hold)
         )
         data = {"mac": p.mac, "ip": ip_str(ip), "hostname": hostname(p) or None,
                 "reason": "the address answered a ping before it was offered"}  # fmt: skip
-        self.events.append(("dhcp.lease.declined", p.mac, data))
+        self.events.append(("dhcp.lease.declined", p.mac, data, self.config.sites.get(subnet_id)))
 
     def _request(self, p: Packet, subnet: Subnet, inb: Inbound, now: float) -> Reply | None:
         client = client_key(p, self.policy.match_client_id)
@@ -347,9 +350,6 @@ class DHCPServer:
 
     # -- events ----------------------------------------------------------------------------
 
-    def _event(self, type_: str, subject: str, data: dict[str, Any]) -> None:
-        self.events.append((type_, subject, data))
-
     def _lease_event(
         self, type_: str, p: Packet, ip: int, subnet: Subnet, lease_time: int | None = None
     ) -> None:
@@ -361,4 +361,4 @@ class DHCPServer:
         }
         if lease_time is not None:
             data["lease_time"] = lease_time
-        self.events.append((type_, p.mac, data))
+        self.events.append((type_, p.mac, data, subnet.spec.site))

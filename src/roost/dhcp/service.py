@@ -298,17 +298,18 @@ class DHCPService:
         now = time.monotonic()
         if now - self._last_event.get("malformed", -1e9) >= MALFORMED_EVERY:
             self._last_event["malformed"] = now
+            # about an interface, not an object of a site: no site, for unscoped readers only
             self.runtime.bus.emit(
                 "dhcp.packet.malformed",
                 lst.inbound.interface,
                 {"from": f"{src[0]}:{src[1]}", "reason": why, "dropped_so_far": self._malformed},
             )
 
-    def _publish(self, events: list[tuple[str, str, dict[str, Any]]]) -> None:
+    def _publish(self, events: list[tuple[str, str, dict[str, Any], str | None]]) -> None:
         emit = self.runtime.bus.emit
         offered = self.settings.events_offered
         now = time.monotonic()
-        for type_, subject, data in events:
+        for type_, subject, data, site in events:
             if type_ == "dhcp.lease.offered" and not offered:
                 continue
             if type_ == "dhcp.pool.exhausted":
@@ -316,7 +317,7 @@ class DHCPService:
                 if now - self._last_event.get(key, -1e9) < EXHAUSTED_EVERY:
                     continue
                 self._last_event[key] = now
-            emit(type_, subject, data)
+            emit(type_, subject, data, site)
 
     # -- group commit and expiry ------------------------------------------------------------
 
@@ -358,11 +359,13 @@ class DHCPService:
             await asyncio.sleep(self.settings.sweep_interval)
             now = time.time()
             expired = self.leases.sweep(now)
+            sites = self.server.config.sites if self.server is not None else {}
             for lease in expired:
                 self.runtime.bus.emit(
                     "dhcp.lease.expired",
                     lease.mac,
                     {"mac": lease.mac, "ip": ip_str(lease.ip), "hostname": lease.hostname or None},
+                    sites.get(lease.subnet_id),
                 )
             if expired:
                 self._wake.set()

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 
+from roost.auth import Principal
 from roost.db import Database
 from roost.dhcp.codec import ip_str
 from roost.dhcp.config import (
@@ -27,6 +29,7 @@ from roost.dhcp.config import (
     check_reservation,
     check_subnet,
     compile_config,
+    site_of_address,
 )
 from roost.dhcp.leases import Lease
 from roost.dhcp.models import DHCPLeaseRow, DHCPReservationRow, DHCPSubnetRow
@@ -34,12 +37,19 @@ from roost.errors import Conflict, NotFound
 from roost.files import SQLITE_SIDECARS, private_file
 
 # -- configuration ----------------------------------------------------------------------------
+#
+# ``who`` is the calling token (None: Roost itself, which sees everything). A subnet outside its
+# scope answers as a missing one would, and checks against it name nothing of it.
+
+
+def _subnet(row: DHCPSubnetRow) -> SubnetSpec:
+    return SubnetSpec.model_validate({**row.spec, "site": row.site})
 
 
 async def list_subnets(db: Database) -> list[tuple[int, SubnetSpec]]:
     async with db.session() as s:
         rows = (await s.execute(select(DHCPSubnetRow).order_by(DHCPSubnetRow.id))).scalars()
-        return [(r.id, SubnetSpec.model_validate(r.spec)) for r in rows]
+        return [(r.id, _subnet(r)) for r in rows]
 
 
 async def list_reservations(db: Database) -> list[ReservationSpec]:
@@ -54,39 +64,64 @@ async def load_config(db: Database) -> Config:
     return compile_config(await list_subnets(db), await list_reservations(db))
 
 
-async def put_subnet(db: Database, spec: SubnetSpec, create: bool) -> SubnetSpec:
-    others = [s for _, s in await list_subnets(db)]
-    exists = any(o.name == spec.name for o in others)
-    if create and exists:
+def _sees(who: Principal | None, site: str | None) -> bool:
+    return who is None or who.sees(site)
+
+
+async def put_subnet(
+    db: Database, spec: SubnetSpec, create: bool, who: Principal | None = None
+) -> SubnetSpec:
+    """Store a subnet whose site is decided (the caller's business: see roost.api.dhcp)."""
+    stored = [s for _, s in await list_subnets(db)]
+    seen = [o for o in stored if _sees(who, o.site)]
+    if create and any(o.name == spec.name for o in stored):
         raise Conflict(f"subnet {spec.name!r} exists; change it with PUT or pick another name")
-    if not create and not exists:
+    if not create and not any(o.name == spec.name for o in seen):
         raise NotFound(f"no subnet {spec.name!r}; create it with POST first")
-    check_subnet(spec, others)
-    body = spec.model_dump(mode="json")
+    check_subnet(spec, seen, [o for o in stored if not _sees(who, o.site)])
+    body = spec.model_dump(mode="json", exclude={"site"})
     async with db.session() as s:
         row = (
             await s.execute(select(DHCPSubnetRow).where(DHCPSubnetRow.name == spec.name))
         ).scalar_one_or_none()
         if row is None:
-            s.add(DHCPSubnetRow(name=spec.name, spec=body))
+            s.add(DHCPSubnetRow(name=spec.name, site=spec.site, spec=body))
         else:
-            row.spec = body
+            row.site, row.spec = spec.site, body
     return spec
 
 
-async def delete_subnet(db: Database, name: str) -> None:
+async def delete_subnet(db: Database, name: str, who: Principal | None = None) -> str | None:
+    """Delete a subnet; return its site. Its reservations stay, global until a subnet covers
+    their addresses again."""
     async with db.session() as s:
-        res = await s.execute(delete(DHCPSubnetRow).where(DHCPSubnetRow.name == name))
-        if not getattr(res, "rowcount", 0):
+        row = (
+            await s.execute(select(DHCPSubnetRow).where(DHCPSubnetRow.name == name))
+        ).scalar_one_or_none()
+        if row is None or not _sees(who, row.site):
             raise NotFound(f"no subnet {name!r} (see `roost dhcp subnet list`)")
+        site = row.site
+        await s.delete(row)
+    return site
 
 
 async def put_reservation(
-    db: Database, spec: ReservationSpec, leases: list[Lease], now: float
-) -> ReservationSpec:
-    """Store a reservation after checking it against subnets, reservations and ``leases``."""
+    db: Database,
+    spec: ReservationSpec,
+    leases: list[Lease],
+    now: float,
+    who: Principal | None = None,
+) -> str | None:
+    """Store a reservation after checking it against subnets, reservations and ``leases``;
+    return its site (its subnet's). A scoped token reserves only on its sites' subnets."""
     subnets = [s for _, s in await list_subnets(db)]
-    check_reservation(spec, subnets, await list_reservations(db), leases, now)
+    seen = [s for s in subnets if _sees(who, s.site)]
+    async with db.session() as s:
+        row = await s.get(DHCPReservationRow, spec.mac)
+        if row is not None and not _sees(who, site_of_address(IPv4Address(row.ip), subnets)):
+            # the MAC is the key: one reservation per client, whichever site holds it
+            raise Conflict(f"{spec.mac} is reserved on a subnet this token cannot see")
+    check_reservation(spec, seen, await list_reservations(db), leases, now)
     async with db.session() as s:
         row = await s.get(DHCPReservationRow, spec.mac)
         body = spec.model_dump(mode="json")
@@ -94,14 +129,19 @@ async def put_reservation(
             s.add(DHCPReservationRow(mac=spec.mac, ip=str(spec.ip), spec=body))
         else:
             row.ip, row.spec = str(spec.ip), body
-    return spec
+    return site_of_address(spec.ip, seen)
 
 
-async def delete_reservation(db: Database, mac: str) -> None:
+async def delete_reservation(db: Database, mac: str, who: Principal | None = None) -> str | None:
+    """Delete a reservation; return the site it had."""
+    subnets = [s for _, s in await list_subnets(db)]
     async with db.session() as s:
-        res = await s.execute(delete(DHCPReservationRow).where(DHCPReservationRow.mac == mac))
-        if not getattr(res, "rowcount", 0):
+        row = await s.get(DHCPReservationRow, mac)
+        site = site_of_address(IPv4Address(row.ip), subnets) if row is not None else None
+        if row is None or not _sees(who, site):
             raise NotFound(f"no reservation for {mac} (see `roost dhcp reservation list`)")
+        await s.delete(row)
+    return site
 
 
 # -- leases -----------------------------------------------------------------------------------

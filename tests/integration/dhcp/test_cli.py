@@ -39,6 +39,14 @@ async def test_subnet_commands_and_follow(
     assert rc == 1 and "not inside subnet 10.71.0.0/24" in err
     rc, out, _ = await cli(live_url, admin_token, "dhcp", "subnet", "list", "--json")
     assert [(s["name"], s["pools"][0]["start"]) for s in json.loads(out)] == [("lab", "10.70.0.10")]
+    rc, out, err = await cli(live_url, admin_token, "dhcp", "subnet", "add", "east", "10.73.0.0/24",
+                             "--site", "east")  # fmt: skip
+    assert rc == 0 and "added to site east" in out, err
+    rc, out, _ = await cli(live_url, admin_token, "dhcp", "subnet", "list")
+    cells = [line.strip("│ ").split("│") for line in out.splitlines() if "10.7" in line]
+    sites = {c[0].strip(): c[1].strip() for c in cells}
+    assert sites == {"lab": runtime.settings.site, "east": "east"}, out
+    await cli(live_url, admin_token, "dhcp", "subnet", "rm", "east")
     env = dict(os.environ, ROOST_URL=live_url, ROOST_TOKEN=admin_token)
     follow = await asyncio.create_subprocess_exec(
         ROOST, "dhcp", "leases", "--follow", "--json", env=env, stdout=asyncio.subprocess.PIPE

@@ -55,6 +55,11 @@ class Roost:
         self.clients.append(client)
         return client
 
+    @property
+    def db_path(self) -> Path:
+        """The SQLite database file (``ROOST_DATABASE__URL``)."""
+        return Path(self.env["ROOST_DATABASE__URL"].split("///", 1)[1])
+
     def boot(self) -> httpx.Client:
         """An anonymous client of the boot server, as a machine on the boot LAN is."""
         client = httpx.Client(base_url=self.boot_url, timeout=30)

@@ -450,3 +450,20 @@ def test_cached_plain_reply_equals_the_general_path(
         )
         assert got.data == want
         assert (prl, lease) in subnet.reply_options  # the cached path was the one taken
+
+
+def test_lease_events_carry_the_site_of_their_subnet() -> None:
+    """Readers limited to a site follow its leases: every lease event has its subnet's site."""
+    srv = make_server(subnets=[lan(site="east")], policy=Policy(probe=True))
+    dora(srv, 1)
+    srv.conflict(request(M.DISCOVER, 2), A("10.0.0.101"), 1)
+    full = make_server(subnets=[lan(site="east", pools=[])])
+    full.handle(request(M.DISCOVER, 3), INBOUND, 0)
+    events = srv.events + full.events
+    assert {e[0] for e in events} >= {
+        "dhcp.lease.offered",
+        "dhcp.lease.bound",
+        "dhcp.lease.declined",
+        "dhcp.pool.exhausted",
+    }
+    assert {e[3] for e in events} == {"east"}
