@@ -68,7 +68,7 @@ class Roost:
             body["sites"] = sites
         r = self.api().post("/tokens", json=body)
         assert r.status_code in (200, 201), r.text
-        secret: str = r.json()["secret"]
+        secret: str = r.json()["token"]
         return secret
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
