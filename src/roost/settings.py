@@ -45,6 +45,9 @@ class APISettings(Section):
     """TCP port of the API (0 picks a free one, for tests)."""
     public_url: str | None = None
     """URL that clients and nodes use to reach the API when it differs from host:port."""
+    max_body_size: int = Field(default=2**20, ge=1024)
+    """Largest request body in bytes (413 past it, before parsing). Boot-file uploads are
+    streamed to disk and limited by ``boot.max_file_size`` instead."""
 
 
 class DatabaseSettings(Section):

@@ -8,6 +8,7 @@ viewers.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from datetime import datetime
 
@@ -51,7 +52,13 @@ async def list_files(runtime: RuntimeDep, _: Viewer) -> list[BootFileOut]:
     return [BootFileOut(**asdict(f)) for f in await store_for(runtime).files()]
 
 
-@router.put("/files/{name:path}", response_model=BootFileOut, status_code=201)
+@router.put(
+    "/files/{name:path}",
+    response_model=BootFileOut,
+    status_code=201,
+    # streamed to disk, never held in memory: the store's boot.max_file_size bounds it
+    max_body_size=sys.maxsize,
+)
 async def put_file(
     name: str,
     request: Request,
