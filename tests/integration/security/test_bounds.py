@@ -4,10 +4,14 @@ attacked on a real ``roost serve``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
-from tests.integration.security.conftest import Roost
+from tests.integration.security.conftest import Roost, start_roost
 
 MIB = 2**20
 
@@ -68,3 +72,53 @@ def test_boot_file_content_type_with_crlf_is_422_and_files_stay_servable(roost: 
     assert r.status_code == 201, r.text
     got = roost.boot().get("/files/ok.txt")
     assert got.status_code == 200 and got.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+def _trickler(port: int, source: str) -> socket.socket:
+    """A connection from ``source`` that has sent the start of a request head."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=20, source_address=(source, 0))
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    return sock
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server has answered or closed: a busy 503 or EOF, not a silent wait."""
+    try:
+        return sock.recv(4096) is not None
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+
+
+def test_tricklers_cannot_hold_every_boot_slot(tmp_path: Path) -> None:
+    roost = start_roost(
+        tmp_path,
+        ROOST_BOOT__MAX_CONNECTIONS="5",
+        ROOST_BOOT__MAX_CONNECTIONS_PER_CLIENT="2",
+        ROOST_BOOT__HEADER_TIMEOUT="3",
+    )
+    port = int(roost.boot_url.rsplit(":", 1)[1])
+    socks = [_trickler(port, "127.0.0.2") for _ in range(5)]
+    try:
+        time.sleep(0.5)
+        # a normal client (another address) is served while the tricklers hold what they got
+        assert roost.boot().get("/boot/boot.ipxe").status_code == 200
+        started = time.monotonic()
+        held = list(socks)
+        while held and time.monotonic() - started < 15:
+            for sock in list(held):
+                sock.settimeout(0.05)
+                if _closed_by_server(sock):
+                    held.remove(sock)
+                    continue
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"X-Trickle: 1\r\n")
+            time.sleep(1.5)
+        # cut at the head deadline (3 s), though each sent a header line every 1.5 s
+        assert held == []
+        assert roost.boot().get("/boot/boot.ipxe").status_code == 200
+    finally:
+        for sock in socks:
+            sock.close()
+        roost.stop()
