@@ -358,14 +358,18 @@ class HTTPServer:
         """The next request head, complete within ``header_timeout`` of the accept (first
         request) or of the first byte after the last response (keep-alive, which may idle)."""
         deadline = loop.time() + self.header_timeout if first else None
+        received = False
         while True:
             event = conn.next_event()
             if event is not h11.NEED_DATA:
                 return cast("h11.Event | type[h11.PAUSED]", event)
             wait = self.idle_timeout if deadline is None else deadline - loop.time()
+            if not received:  # a silent connection is idle, whichever comes first
+                wait = min(wait, self.idle_timeout)
             if wait <= 0:
                 raise TimeoutError("request head not complete in time")
             data = await recv(loop, sock, wait)
+            received = True
             if deadline is None:
                 deadline = loop.time() + self.header_timeout
             conn.receive_data(data)
