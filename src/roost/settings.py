@@ -53,6 +53,9 @@ class APISettings(Section):
     """TCP port of the API (0 picks a free one, for tests)."""
     public_url: str | None = None
     """URL that clients and nodes use to reach the API when it differs from host:port."""
+    max_body_size: int = Field(default=2**20, ge=1024)
+    """Largest request body in bytes (413 past it, before parsing). Boot-file uploads are
+    streamed to disk and limited by ``boot.max_file_size`` instead."""
 
 
 class DatabaseSettings(Section):
@@ -95,6 +98,11 @@ class BootSettings(Section):
     """Concurrent HTTP connections; past it new ones get ``503`` and are closed."""
     idle_timeout: float = Field(default=30.0, gt=0)
     """Seconds a connection may sit idle (between requests or with a stalled reader)."""
+    header_timeout: float = Field(default=10.0, gt=0, le=300)
+    """Seconds a client has to send a complete request head, counted from the connection's
+    accept (or, on keep-alive, the request's first byte) and not restarted by each byte."""
+    max_connections_per_client: int = Field(default=16, ge=1)
+    """Concurrent connections from one client address; past it new ones get ``503``."""
     max_file_size: int = Field(default=16 * 2**30, ge=1)
     """Largest boot file the store accepts, in bytes."""
     transfer_threads: int = Field(default=128, ge=0, le=4096)

@@ -72,13 +72,14 @@ class Spec:
     secret: bool = False
     help: str = ""
     default: Any = None
+    target: bool = False
 
 
 class RecordingDriver:
     """Keeps its power state in memory and records every call with the settings it got."""
 
     SETTINGS = (
-        Spec("host", str, required=True),
+        Spec("host", str, required=True, target=True),
         Spec("username", str, required=True),
         Spec("password", str, required=True, secret=True),
     )

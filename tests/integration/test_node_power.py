@@ -75,9 +75,12 @@ async def test_secrets_are_sealed_masked_and_never_logged(
     # Re-import what export shows ("***"): the stored secret survives.
     exported = (await api.get("/api/v1/nodes/export")).json()
     assert (await api.post("/api/v1/nodes/import", json=exported)).status_code == 200
-    patched = await api.patch(
-        f"/api/v1/nodes/{MAC}", json={"power_settings": {"host": "10.0.0.101"}}
-    )
+    # A new host gets the password only when it is given again with it.
+    moved = {"host": "10.0.0.101"}
+    patched = await api.patch(f"/api/v1/nodes/{MAC}", json={"power_settings": moved})
+    assert patched.status_code == 422 and "'password'" in patched.json()["detail"]
+    moved["password"] = SECRET
+    patched = await api.patch(f"/api/v1/nodes/{MAC}", json={"power_settings": moved})
     assert patched.status_code == 200, patched.text
     await api.post(f"/api/v1/nodes/{MAC}/power", json={"action": "cycle"})
     assert recording.calls[-1] == ("cycle", {**SETTINGS, "host": "10.0.0.101"})

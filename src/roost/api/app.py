@@ -46,6 +46,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         openapi_url=f"{PREFIX}/openapi.json",
         docs_url=f"{PREFIX}/docs",
         redoc_url=None,
+        # 413 before a body is parsed: a declared Content-Length over it is refused before a
+        # byte is read, a chunked body as soon as its count passes it (boot.put_file raises it)
+        max_body_size=runtime.settings.api.max_body_size,
     )
     app.state.runtime = runtime
     app.openapi = lambda: openapi.document(app)  # type: ignore[method-assign]

@@ -14,6 +14,7 @@ them. A preview is only of a node of the token's sites.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from datetime import datetime
 
@@ -89,6 +90,8 @@ async def list_files(runtime: RuntimeDep, who: Viewer) -> list[BootFileOut]:
     response_model=BootFileOut,
     status_code=201,
     responses={200: {"model": BootFileOut, "description": "Replaced a file of that name"}},
+    # streamed to disk, never held in memory: the store's boot.max_file_size bounds it
+    max_body_size=sys.maxsize,
 )
 async def put_file(
     name: str,

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
 from roost.errors import RoostError
 
@@ -22,6 +23,7 @@ _TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    413: "Content too large",
     422: "Invalid input",
     429: "Too many requests",
     503: "Unavailable",
@@ -59,8 +61,12 @@ def install(app: FastAPI) -> None:
         return problem(exc.status, str(exc), exc.title)
 
     @app.exception_handler(HTTPException)
-    async def _http(_req: Request, exc: HTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+    async def _http(req: Request, exc: HTTPException) -> JSONResponse:
+        detail = str(exc.detail)
+        if exc.status_code == 413 and MAX_BODY_SIZE_SCOPE_KEY in req.scope:
+            limit = req.scope[MAX_BODY_SIZE_SCOPE_KEY]
+            detail = f"request body larger than api.max_body_size ({limit} bytes)"
+        return problem(exc.status_code, detail, headers=dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,13 +8,17 @@ with ``os.sendfile`` (Linux ``sendfile(2)``), waiting for writability between ca
 transfer costs a few system calls per socket buffer instead of a copy per chunk. Readiness is
 waited for with ``add_reader``/``add_writer`` on the raw socket, which works the same on the
 asyncio and the uvloop event loop. Keep-alive, ``Expect: 100-continue``, an idle timeout, a
-body limit and a connection cap (``503`` past it) are handled here; routing is the handler's.
+deadline for each request head (counted from the connection's accept or the next request's
+first byte, not restarted by every byte, so a trickling client cannot hold a connection), a
+body limit and connection caps in all and per client address (``503`` past them) are handled
+here; routing is the handler's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import select
@@ -214,13 +218,17 @@ class HTTPServer:
         *,
         max_connections: int = 1024,
         idle_timeout: float = 30.0,
+        header_timeout: float = 10.0,
+        max_connections_per_client: int = 16,
         max_body: int = 1 << 20,
         pump_threads: int = 0,
     ) -> None:
         self.handler = handler
         self.observe = observe
         self.max_connections = max_connections
+        self.max_per_client = max_connections_per_client
         self.idle_timeout = idle_timeout
+        self.header_timeout = header_timeout
         self.max_body = max_body
         self._pumps = (
             ThreadPoolExecutor(pump_threads, thread_name_prefix="boot-http-pump")
@@ -231,6 +239,7 @@ class HTTPServer:
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._per_client: dict[str, int] = {}
         self.refused = 0
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
@@ -279,24 +288,35 @@ class HTTPServer:
                     await asyncio.sleep(0.1)
                     break
                 sock.setblocking(False)
-                if len(self._connections) >= self.max_connections:
+                ip = str(addr[0]).removeprefix("::ffff:")
+                held = self._per_client.get(ip, 0)
+                if len(self._connections) >= self.max_connections or held >= self.max_per_client:
                     self.refused += 1
                     with contextlib.suppress(OSError):
                         sock.send(_BUSY)
                     sock.close()
                     continue
-                task = asyncio.create_task(self._serve(loop, sock, str(addr[0])))
+                self._per_client[ip] = held + 1
+                task = asyncio.create_task(self._serve(loop, sock, ip))
                 self._connections.add(task)
-                task.add_done_callback(self._connections.discard)
+                task.add_done_callback(functools.partial(self._closed, ip))
+
+    def _closed(self, ip: str, task: asyncio.Task[None]) -> None:
+        self._connections.discard(task)
+        left = self._per_client[ip] - 1
+        if left:
+            self._per_client[ip] = left
+        else:
+            del self._per_client[ip]
 
     async def _serve(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, ip: str) -> None:
-        if ip.startswith("::ffff:"):
-            ip = ip[7:]
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = h11.Connection(h11.SERVER)
+        first = True
         try:
             while True:
-                request = await self._read_request(loop, sock, conn, ip)
+                request = await self._read_request(loop, sock, conn, ip, first)
+                first = False
                 if request is None:
                     return
                 await self._respond(loop, sock, conn, request)
@@ -330,10 +350,41 @@ class HTTPServer:
                 )
             conn.receive_data(await recv(loop, sock, self.idle_timeout))
 
+    async def _head(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        conn: h11.Connection,
+        first: bool,
+    ) -> h11.Event | type[h11.PAUSED]:
+        """The next request head, complete within ``header_timeout`` of the accept (first
+        request) or of the first byte after the last response (keep-alive, which may idle)."""
+        deadline = loop.time() + self.header_timeout if first else None
+        received = False
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return cast("h11.Event | type[h11.PAUSED]", event)
+            wait = self.idle_timeout if deadline is None else deadline - loop.time()
+            if not received:  # a silent connection is idle, whichever comes first
+                wait = min(wait, self.idle_timeout)
+            if wait <= 0:
+                raise TimeoutError("request head not complete in time")
+            data = await recv(loop, sock, wait)
+            received = True
+            if deadline is None:
+                deadline = loop.time() + self.header_timeout
+            conn.receive_data(data)
+
     async def _read_request(
-        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, conn: h11.Connection, ip: str
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        conn: h11.Connection,
+        ip: str,
+        first: bool,
     ) -> Request | None:
-        event = await self._next(loop, sock, conn)
+        event = await self._head(loop, sock, conn, first)
         if not isinstance(event, h11.Request):
             return None  # ConnectionClosed or PAUSED after a close
         body = bytearray()

@@ -17,6 +17,11 @@ _MAC = re.compile(r"^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _ARCH = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _PROFILE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+# RFC 9110 §8.3.1: type/subtype and parameters; a header value, so no control characters
+_MEDIA_TYPE = re.compile(
+    rf'{_TOKEN}/{_TOKEN}(?:[ \t]*;[ \t]*{_TOKEN}=(?:{_TOKEN}|"[\x20\x21\x23-\x5b\x5d-\x7e]*"))*'
+)
 MAX_NAME = 255
 
 ARCHES = ("bios", "x86_64-efi", "i386-efi", "arm64-efi", "arm32-efi")
@@ -45,6 +50,16 @@ def check_file_name(name: str) -> str:
             "joined by single '/', no segment starting with '.'"
         )
     return name
+
+
+def check_content_type(value: str) -> str:
+    """A boot file's ``content_type``: sent as a response header, so a media type only."""
+    if len(value) > 128 or not _MEDIA_TYPE.fullmatch(value):
+        raise Invalid(
+            f"content_type {value!r} is not a media type such as application/octet-stream "
+            "(type/subtype, optional ;name=value parameters, no control characters)"
+        )
+    return value
 
 
 def check_arch(arch: str) -> str:

@@ -97,6 +97,8 @@ class BootService:
             site.observe,
             max_connections=self.settings.max_connections,
             idle_timeout=self.settings.idle_timeout,
+            header_timeout=self.settings.header_timeout,
+            max_connections_per_client=self.settings.max_connections_per_client,
             pump_threads=self.settings.transfer_threads,
         )
         self.address = await self.http.start(self.settings.host, self.settings.http_port)

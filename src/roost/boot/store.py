@@ -27,7 +27,7 @@ from typing import IO
 from sqlalchemy import func, select
 
 from roost.boot.models import BootFileRow
-from roost.boot.names import check_arch, check_file_name, normalize_mac
+from roost.boot.names import check_arch, check_content_type, check_file_name, normalize_mac
 from roost.db import Database
 from roost.db.models import utcnow
 from roost.errors import NotFound, RoostError
@@ -182,6 +182,7 @@ class BootStore:
         check_file_name(name)
         arch = check_arch(arch) if arch else None
         node = normalize_mac(node) if node else None
+        content_type = check_content_type(content_type) if content_type else None
         await asyncio.to_thread(self._mkdirs)
         tmp = self.tmp / f"{uuid.uuid4().hex}.part"
         f = await asyncio.to_thread(_create_private, tmp)

@@ -76,6 +76,8 @@ def _jsonable(value: Any) -> Any:
         return value.get_secret_value()
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, dict):  # headers: stored as the object they are, not as its repr
+        return {str(k): _jsonable(v) for k, v in value.items()}
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
@@ -108,24 +110,53 @@ class SealedPower:
     sealed: str | None
 
 
+def target_names(cls: Any) -> set[str]:
+    """The settings that say where the driver sends its secrets (host, URL, endpoint)."""
+    return {spec.name for spec in getattr(cls, "SETTINGS", ()) if spec.target}
+
+
 def prepare(box: SecretBox, node: NodeRow | None, driver: str, raw: dict[str, Any]) -> SealedPower:
     """Validate settings against the driver's declaration and split them into plain and sealed.
 
     For a node that already uses ``driver``, ``raw`` changes its stored settings: keys not
     given stay, ``null`` removes one, and a secret given as ``***`` (what the API shows) keeps
     the stored value, so an exported node re-imports without its secrets leaving the server.
+    Secrets follow their target: a change of where they are sent (a ``target`` setting) is
+    refused unless every stored secret is given again (or removed with ``null``) with it.
     """
     cls = driver_class(driver)
     secrets = secret_names(cls)
-    merged = current_settings(box, node) if node is not None and node.power_driver == driver else {}
+    same = node is not None and node.power_driver == driver
+    merged = current_settings(box, node) if node is not None and same else {}
     for key, value in raw.items():
         if not (value == REDACTED and key in secrets):
             merged[key] = value
     merged = {k: _coerce(cls, k, v) for k, v in merged.items() if v is not None}
     validated = {k: _jsonable(v) for k, v in library.validate_settings(cls, merged).items()}
+    if node is not None and same:
+        _check_secrets_follow(cls, box, node, validated, raw)
     plain = {k: v for k, v in validated.items() if k not in secrets}
     hidden = {k: v for k, v in validated.items() if k in secrets and v is not None}
     return SealedPower(driver, plain, box.seal_json(hidden, _PURPOSE) if hidden else None)
+
+
+def _check_secrets_follow(
+    cls: Any, box: SecretBox, node: NodeRow, validated: dict[str, Any], raw: dict[str, Any]
+) -> None:
+    """Refuse to send stored secrets to a new place: an operator who may change a URL but
+    not read a password could otherwise point the URL at a host of their own."""
+    moved = sorted(k for k in target_names(cls) if validated.get(k) != node.power_settings.get(k))
+    if not moved or not node.power_secrets:
+        return
+    stored = box.open_json(node.power_secrets, _PURPOSE)
+    again = {k for k, v in raw.items() if v != REDACTED}
+    missing = sorted(k for k in stored if k not in again)
+    if missing:
+        raise Invalid(
+            f"power settings {', '.join(map(repr, moved))} change where the secrets are sent, "
+            f"so the stored {', '.join(map(repr, missing))} must be given again in the same "
+            "request (or null to remove them)"
+        )
 
 
 def apply(node: NodeRow, power: SealedPower | None) -> None:

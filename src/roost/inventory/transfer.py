@@ -105,7 +105,11 @@ def parse(body: bytes, content_type: str) -> list[NodeSpec]:
     except UnicodeDecodeError:
         raise Invalid("the import must be UTF-8 text") from None
     if "csv" in content_type:
-        rows = list(csv.DictReader(io.StringIO(text)))
+        reader = csv.DictReader(io.StringIO(text))
+        try:
+            rows = list(reader)
+        except csv.Error as exc:  # e.g. a field over csv's limit of 128 KiB
+            raise Invalid(f"CSV line {reader.reader.line_num}: {exc}") from None
         if rows and "mac" not in rows[0]:
             raise Invalid("CSV needs a header line with at least a mac column")
         return [_from_csv_row(i, r) for i, r in enumerate(rows, 1)]
@@ -113,6 +117,8 @@ def parse(body: bytes, content_type: str) -> list[NodeSpec]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise Invalid(f"the import is not JSON ({exc}); send CSV as text/csv") from None
+    except RecursionError:
+        raise Invalid("the import is nested too deeply to be a list of node objects") from None
     if not isinstance(data, list):
         raise Invalid("a JSON import is a list of node objects")
     return [_spec(i, r) for i, r in enumerate(data, 1)]

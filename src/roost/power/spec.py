@@ -48,6 +48,9 @@ class SettingSpec:
     default: Any = None
     choices: tuple[str, ...] = ()
     """Allowed values of a ``str`` setting; empty means any."""
+    target: bool = False
+    """Says where the driver sends its secrets (a host, a URL): changing it must not carry the
+    stored secrets along to the new place (see roost.inventory.power.prepare)."""
 
     def __post_init__(self) -> None:
         if self.type not in TYPE_NAMES:
@@ -229,6 +232,7 @@ def describe(driver_cls: type[PowerDriver]) -> list[dict[str, Any]]:
             "help": s.help,
             "default": s.default,
             "choices": list(s.choices),
+            "target": s.target,
         }
         for s in driver_cls.SETTINGS
     ]

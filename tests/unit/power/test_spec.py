@@ -167,6 +167,7 @@ def test_describe_is_json_ready() -> None:
         "help": "",
         "default": None,
         "choices": [],
+        "target": False,
     }
 
 

@@ -55,7 +55,9 @@ class CloudNode:
 class LibcloudDriver(PowerDriver):
     name = "libcloud"
     SETTINGS = (
-        SettingSpec("provider", str, required=True, choices=PROVIDERS, help="which cloud"),
+        SettingSpec(
+            "provider", str, required=True, choices=PROVIDERS, target=True, help="which cloud"
+        ),
         SettingSpec(
             "key",
             str,
@@ -80,6 +82,7 @@ class LibcloudDriver(PowerDriver):
         SettingSpec(
             "endpoint",
             str,
+            target=True,
             help="API base URL instead of the provider's (compatible clouds, tests)",
         ),
     )

@@ -40,7 +40,7 @@ _table_lock = threading.Lock()
 class IPMIDriver(PowerDriver):
     name = "ipmi"
     SETTINGS = (
-        SettingSpec("host", str, required=True, help="BMC address (name or IP)"),
+        SettingSpec("host", str, required=True, target=True, help="BMC address (name or IP)"),
         SettingSpec("port", int, default=623, help="BMC UDP port (RMCP)"),
         SettingSpec("username", str, default="", help="BMC user name (empty: anonymous)"),
         SettingSpec("password", str, required=True, secret=True, help="BMC password"),

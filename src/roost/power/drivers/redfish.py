@@ -44,6 +44,7 @@ class RedfishDriver(PowerDriver):
             "address",
             str,
             required=True,
+            target=True,
             help="BMC base URL, e.g. https://10.0.0.5 (the /redfish/v1 root is added)",
         ),
         SettingSpec("username", str, required=True, help="BMC user name"),

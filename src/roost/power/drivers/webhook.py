@@ -87,7 +87,9 @@ def parse_status(
 
 def _request_specs(action: str, required: bool) -> tuple[SettingSpec, ...]:
     return (
-        SettingSpec(f"{action}_url", str, required=required, help=f"URL called to {action}"),
+        SettingSpec(
+            f"{action}_url", str, required=required, target=True, help=f"URL called to {action}"
+        ),
         SettingSpec(
             f"{action}_method",
             str,

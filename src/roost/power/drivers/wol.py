@@ -29,7 +29,11 @@ class WOLDriver(PowerDriver):
         SettingSpec("ip", str, help="the machine's address once up; enables verification"),
         SettingSpec("interface", str, help="interface to send from (raw Ethernet and ARP)"),
         SettingSpec(
-            "broadcast", str, default="255.255.255.255", help="broadcast or directed broadcast"
+            "broadcast",
+            str,
+            default="255.255.255.255",
+            target=True,
+            help="broadcast or directed broadcast",
         ),
         SettingSpec("port", int, default=9, help="UDP port of the magic packet"),
         SettingSpec("password", str, secret=True, help="SecureOn password, if the NIC has one"),
