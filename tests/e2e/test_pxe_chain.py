@@ -7,6 +7,7 @@ its enrollment, which makes the nodes ready."""
 from __future__ import annotations
 
 import queue
+import re
 import secrets
 import shutil
 import tempfile
@@ -25,6 +26,10 @@ pytestmark = [pytest.mark.vm, pytest.mark.netns, pytest.mark.slow]
 
 BOOT_TIMEOUT = 480.0
 """TCG on a busy 2-core machine: a UEFI boot takes ~80 s alone; leave room for load."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_CONFIGURED = re.compile(r"Configuring \(net\d+ [0-9a-f:]{17}\)(\.*) ok")
 
 
 @pytest.fixture
@@ -90,6 +95,15 @@ def test_bios_and_uefi_guests_boot_through_roost_alone(demo: Demo) -> None:
         assert g.facts["disks"][0]["size_bytes"] == 8 << 30
         text = consoles[g.index].read_text(errors="replace")
         assert "ROOST: callback ok" in text
+        # iPXE prints a dot a second while it configures; Roost's router advertisement ends the
+        # IPv6 wait at once (without one: 15 dots and more, ~16 s)
+        runs = _CONFIGURED.findall(_ANSI.sub("", text))
+        assert runs, f"guest {g.index}: no iPXE 'Configuring … ok' line:\n{text[-3000:]}"
+        assert all(len(dots) <= 6 for dots in runs), (g.index, runs)
+    # one lease per machine across firmware, iPXE and Linux
+    leases = api.get("/dhcp/leases")
+    for g in (bios, uefi):
+        assert [lease["mac"] for lease in leases].count(g.mac) == 1, leases
     # The inventory made nodes of them and kept the facts the image sent.
     deadline = time.monotonic() + 30
     while True:
