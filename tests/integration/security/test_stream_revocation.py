@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -127,6 +128,35 @@ def test_revoked_token_streams_close_within_5s_and_a_valid_ones_stay(roost: Roos
         assert kept_sse.ended_at is None
         assert ws_end(kept_ws, 2.5) == (None, None)  # past a token check: still open
         assert kept_sse.ended_at is None
+
+
+def test_a_token_revoked_by_another_replica_closes_its_stream_within_5s(roost: Roost) -> None:
+    # Another replica on the same database revokes with a write this process never sees: only
+    # the streams' periodic re-read of their token can notice it. It must also not write.
+    doomed = roost.token("replica viewer", "viewer")
+    sse = SSE(roost, doomed)
+    with ExitStack() as stack:
+        stack.callback(sse.close)
+        ws = stack.enter_context(websocket(roost, doomed))
+        with sqlite3.connect(roost.db_path) as db:
+            used_before = db.execute(
+                "SELECT last_used_at FROM api_tokens WHERE id = ?", (token_id(doomed),)
+            ).fetchone()
+            time.sleep(2.5)  # the streams re-read the token at least once meanwhile
+            db.execute(
+                "UPDATE api_tokens SET revoked_at = ? WHERE id = ?",
+                (datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"), token_id(doomed)),
+            )
+            used_after = db.execute(
+                "SELECT last_used_at FROM api_tokens WHERE id = ?", (token_id(doomed),)
+            ).fetchone()
+            assert used_after == used_before, "the streams' token check wrote last_used_at"
+        revoked = time.monotonic()
+        assert sse.wait_end(DEADLINE) is not None, "the SSE stream is still open after 5 s"
+        assert sse.events[-1] == ("revoked", json.dumps({"reason": "revoked"}))
+        ws_at, close = ws_end(ws, DEADLINE - (time.monotonic() - revoked))
+        assert ws_at is not None, "the WebSocket is still open after 5 s"
+        assert close is not None and close.code == 1008
 
 
 def test_expired_token_streams_close_within_5s(roost: Roost) -> None:
