@@ -237,20 +237,47 @@ async def websocket(
         await ws.close(code=1008, reason=str(getattr(exc, "detail", exc))[:120])
         return
     await ws.accept()
-    code, reason = 1000, ""
     live = live_stream(runtime, who, _filter(who, type, subject), after_id, since_time)
+    send = asyncio.create_task(_send_events(ws, live))
+    # A client that leaves is noticed only by reading: without this, a stream with nothing to
+    # send would stay (and keep checking its token) until its next event.
+    gone = asyncio.create_task(_until_disconnect(ws))
     try:
-        async with contextlib.aclosing(live):
-            async for item in live:
-                if isinstance(item, Ended):
-                    # 1008 (policy violation): the token no longer allows this stream; 1013
-                    # (try again later): too slow, reconnect and replay
-                    code, reason = (
-                        (1008, f"token {item.reason}") if item.token else (1013, "too slow")
-                    )
-                elif isinstance(item, Event):
-                    await ws.send_text(item.model_dump_json())
-    except WebSocketDisconnect:
+        await asyncio.wait({send, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (send, gone):
+            task.cancel()
+        await asyncio.gather(send, gone, return_exceptions=True)  # neither outlives the socket
+    if send.cancelled():  # the client left
         return
+    failed = send.exception()
+    if isinstance(failed, WebSocketDisconnect):
+        return
+    if failed is not None:
+        raise failed
+    code, reason = send.result()
     with contextlib.suppress(Exception):
         await ws.close(code=code, reason=reason)
+
+
+async def _send_events(
+    ws: WebSocket, live: AsyncGenerator[Event | Idle | Ended]
+) -> tuple[int, str]:
+    """Send the stream's events; the close code and reason to end with."""
+    async with contextlib.aclosing(live):
+        async for item in live:
+            if isinstance(item, Ended):
+                # 1008 (policy violation): the token no longer allows this stream; 1013
+                # (try again later): too slow, reconnect and replay
+                if item.token:
+                    return 1008, f"token {item.reason}"
+                return 1013, "too slow"
+            if isinstance(item, Event):
+                await ws.send_text(item.model_dump_json())
+    return 1000, ""
+
+
+async def _until_disconnect(ws: WebSocket) -> None:
+    """Read (and ignore) what the client sends until it disconnects."""
+    while (await ws.receive())["type"] != "websocket.disconnect":
+        pass
