@@ -174,6 +174,9 @@ async def stream(
     follow: bool = True,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
+    """Replay (``Last-Event-ID``/``since``), then live events. Ends with ``event: overflow``
+    when the client is too slow (reconnect with ``Last-Event-ID``), or ``event: revoked`` with
+    ``{"reason": "revoked" | "expired"}`` within 5 s of the token's revocation or expiry."""
     after_id, since_time = parse_since(since, last_event_id)
     flt = _filter(who, type, subject)
 
@@ -228,7 +231,8 @@ async def websocket(
     subject: SubjectQuery = None,
     since: SinceQuery = None,
 ) -> None:
-    """The same stream as JSON text frames; auth by header or ``access_token`` query."""
+    """The same stream as JSON text frames; auth by header or ``access_token`` query. Closes
+    with 1008 ``token revoked``/``token expired`` within 5 s of either, 1013 when too slow."""
     runtime = ws.app.state.runtime
     try:
         who = await websocket_principal(ws, Role.viewer)
