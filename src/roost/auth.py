@@ -14,7 +14,8 @@ import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -183,6 +184,42 @@ async def verify_token(db: Database, presented: str) -> Principal | None:
         )
 
 
+async def token_ended(db: Database, token_id: str) -> str | None:
+    """Why a token stopped being valid (``"revoked"``, ``"expired"``; revoked also when it is
+    gone), or None while it is valid. Read-only, unlike :func:`verify_token`: open streams
+    call it every few seconds and must not write ``last_used_at`` each time."""
+    async with db.session() as s:
+        row = (
+            await s.execute(
+                select(TokenRow.revoked_at, TokenRow.expires_at).where(TokenRow.id == token_id)
+            )
+        ).one_or_none()
+    if row is None or row.revoked_at is not None:
+        return "revoked"
+    if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
+        return "expired"
+    return None
+
+
+_on_revoke: dict[str, set[Callable[[], None]]] = {}
+"""Who to tell at once when a token is revoked in this process (open event streams)."""
+
+
+@contextmanager
+def on_revoke(token_id: str, callback: Callable[[], None]) -> Iterator[None]:
+    """Call ``callback`` when :func:`revoke_token` revokes ``token_id`` in this process, while
+    the block runs. Other replicas and expiry are not signalled: :func:`token_ended` is."""
+    _on_revoke.setdefault(token_id, set()).add(callback)
+    try:
+        yield
+    finally:
+        callbacks = _on_revoke.get(token_id)
+        if callbacks is not None:
+            callbacks.discard(callback)
+            if not callbacks:
+                del _on_revoke[token_id]
+
+
 async def list_tokens(db: Database, who: Principal | None = None) -> list[TokenRow]:
     """Every token, or those inside ``who``'s scope (:meth:`Principal.covers`)."""
     async with db.session() as s:
@@ -198,7 +235,9 @@ async def revoke_token(db: Database, token_id: str, who: Principal | None = None
             raise NotFound(f"no token with id {token_id!r}")
         if row.revoked_at is None:
             row.revoked_at = datetime.now(UTC)
-        return row
+    for callback in list(_on_revoke.get(token_id, ())):  # committed: tell its open streams
+        callback()
+    return row
 
 
 async def ensure_admin_token(db: Database, data_dir: Path) -> IssuedToken | None:

@@ -98,8 +98,10 @@ class Client:
     def sse(
         self, path: str, params: Any = None, stop: threading.Event | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Follow a Server-Sent Events stream, reconnecting with Last-Event-ID on a drop (after
-        0.5 s, doubling to 5 s while the server stays away) until ``stop`` is set."""
+        """Follow a Server-Sent Events stream, reconnecting with Last-Event-ID on a drop or an
+        ``overflow`` (after 0.5 s, doubling to 5 s while the server stays away) until ``stop``
+        is set. A refusal (401 for a revoked or expired token) or an ``event: revoked`` ends
+        it with a :class:`ClientError`: reconnecting with that token cannot succeed."""
         last_id: str | None = None
         stop = stop or threading.Event()
         pause = _RECONNECT_FIRST
@@ -118,15 +120,25 @@ class Client:
                         raise ClientError(_problem(resp))
                     pause = _RECONNECT_FIRST
                     data: list[str] = []
+                    kind = "message"
                     for line in resp.iter_lines():
                         if line.startswith("id:"):
                             last_id = line[3:].strip()
+                        elif line.startswith("event:"):
+                            kind = line[6:].strip()
                         elif line.startswith("data:"):
                             data.append(line[5:].strip())
                         elif line == "" and data:
-                            yield json.loads("\n".join(data))
-                            data = []
-                    return
+                            body = json.loads("\n".join(data))
+                            if kind == "revoked":  # reconnecting would only get 401
+                                reason = body.get("reason", "revoked")
+                                raise ClientError(f"the event stream ended: the token is {reason}")
+                            if kind == "overflow":  # too slow: reopen from the last event seen
+                                break
+                            yield body
+                            data, kind = [], "message"
+                    else:
+                        return
             except httpx.TransportError as exc:
                 if last_id is None:
                     raise ClientError(f"cannot reach {self._http.base_url}: {exc}") from None

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import pytest
 
-from roost.auth import Principal, Role, create_token
+from roost.auth import (
+    Principal,
+    Role,
+    create_token,
+    on_revoke,
+    revoke_token,
+    token_ended,
+    verify_token,
+)
+from roost.db.models import TokenRow
 from roost.errors import Forbidden
 from roost.service import Runtime
 
@@ -85,3 +96,28 @@ async def test_token_scope_rules_in_detail(api: httpx.AsyncClient, runtime: Runt
         with pytest.raises(Forbidden):
             operator.check_grant(role, sites)
     operator.check_grant(Role.operator, ["east"])
+
+
+async def test_token_ended_reads_without_writing_and_revocation_tells_watchers(
+    runtime: Runtime,
+) -> None:
+    issued = await create_token(runtime.db, "watched", Role.viewer)
+    assert await verify_token(runtime.db, issued.secret) is not None  # sets last_used_at
+    async with runtime.db.session() as s:
+        first = await s.get(TokenRow, issued.id)
+        assert first is not None and first.last_used_at is not None
+        used = first.last_used_at
+    assert await token_ended(runtime.db, issued.id) is None
+    told: list[str] = []
+    with on_revoke(issued.id, lambda: told.append("revoked")):
+        await revoke_token(runtime.db, issued.id)
+    await revoke_token(runtime.db, issued.id)  # outside the block: nobody is told
+    assert told == ["revoked"]
+    assert await token_ended(runtime.db, issued.id) == "revoked"
+    assert await token_ended(runtime.db, "000000000000") == "revoked"  # gone counts as revoked
+    async with runtime.db.session() as s:
+        row = await s.get(TokenRow, issued.id)
+        assert row is not None and row.last_used_at == used  # token_ended wrote nothing
+        row.revoked_at = None
+        row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    assert await token_ended(runtime.db, issued.id) == "expired"

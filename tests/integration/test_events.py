@@ -180,6 +180,28 @@ async def test_websocket_streams_same_events_and_requires_token(
     assert (first["subject"], second["subject"]) == ("replayed", "live")
 
 
+async def test_websocket_of_a_client_that_left_ends_without_waiting_for_an_event(
+    runtime: Runtime, live_url: str, admin_token: str
+) -> None:
+    # The handler reads the socket: a client that closes is noticed at once, not at the next
+    # matching event, which may never come (and meanwhile its stream re-reads its token).
+    ws_url = live_url.replace("http://", "ws://") + "/api/v1/events/ws?type=test.never"
+    before = len(runtime.bus._subs)
+    async with websockets.connect(
+        ws_url, additional_headers={"Authorization": f"Bearer {admin_token}"}
+    ):
+        for _ in range(100):
+            if len(runtime.bus._subs) > before:
+                break
+            await asyncio.sleep(0.05)
+        assert len(runtime.bus._subs) == before + 1
+    for _ in range(100):
+        if len(runtime.bus._subs) == before:
+            break
+        await asyncio.sleep(0.05)
+    assert len(runtime.bus._subs) == before, "the subscription outlived its client"
+
+
 async def test_site_scoped_token_sees_only_its_sites(
     runtime: Runtime, api: httpx.AsyncClient
 ) -> None:

@@ -5,14 +5,22 @@ Filters: ``type`` (prefixes, repeated or comma-separated), ``subject``. Replay: 
 ``15m``/``2h``/``1d``), then live with no gap and no duplicate (see roost.events).
 A token limited to some sites sees only their events; an event without a site (server-wide:
 tokens, start and stop, …) only unscoped tokens see.
+
+A live stream lasts only as long as its token: when the token is revoked in this process the
+stream ends at once, and every ``TOKEN_CHECK_SECONDS`` it reads the token again (revoked by
+another replica on the same database, or expired). SSE then ends with ``event: revoked``
+(data ``{"reason": "revoked" | "expired"}``); the WebSocket closes with code 1008.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -20,13 +28,15 @@ from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
 from roost.api.deps import RuntimeDep, Viewer, websocket_principal
-from roost.auth import Principal, Role
+from roost.auth import Principal, Role, on_revoke, token_ended
 from roost.errors import Invalid
 from roost.events import Event, EventFilter, SubscriberTooSlow, parse_types
+from roost.service import Runtime
 
 router = APIRouter(prefix="/events", tags=["events"])
 
 HEARTBEAT_SECONDS = 15.0
+TOKEN_CHECK_SECONDS = 2.0  # how stale a stream's view of its token may get (issue #15: 5 s)
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -75,6 +85,80 @@ async def _pump(source: AsyncIterator[Event], out: asyncio.Queue[Event | Excepti
         await out.put(exc)
 
 
+class Idle:
+    """Nothing happened for ``HEARTBEAT_SECONDS``."""
+
+
+@dataclass(frozen=True)
+class Ended:
+    """Why a live stream ends early: ``overflow`` (too slow; reconnect with Last-Event-ID) or
+    its token is no longer valid (``revoked``, ``expired``; do not reconnect with it)."""
+
+    reason: str
+
+    @property
+    def token(self) -> bool:
+        return self.reason != "overflow"
+
+
+async def live_stream(
+    runtime: Runtime,
+    who: Principal,
+    flt: EventFilter,
+    after_id: int | None,
+    since_time: datetime | None,
+) -> AsyncGenerator[Event | Idle | Ended]:
+    """Replay, then live events for ``who`` as long as its token is valid; an :class:`Ended`
+    is the last item when the stream ends for a reason the client should hear."""
+    queue: asyncio.Queue[Event | Exception | None] = asyncio.Queue(maxsize=1000)
+    revoked = False
+
+    def wake() -> None:  # revoke_token ran in this process: end without waiting for a check
+        nonlocal revoked
+        revoked = True
+        with contextlib.suppress(asyncio.QueueFull):  # full: the loop is awake anyway
+            queue.put_nowait(None)
+
+    pump = asyncio.create_task(_pump(runtime.bus.stream(flt, after_id, since_time), queue))
+    try:
+        with on_revoke(who.token_id, wake):
+            now = time.monotonic()
+            check_at, beat_at = now + TOKEN_CHECK_SECONDS, now + HEARTBEAT_SECONDS
+            while True:
+                try:
+                    timeout = max(0.0, min(check_at, beat_at) - time.monotonic())
+                    item: Event | Exception | Idle | None = await asyncio.wait_for(
+                        queue.get(), timeout
+                    )
+                except TimeoutError:
+                    item = Idle()
+                if revoked:
+                    yield Ended("revoked")
+                    return
+                now = time.monotonic()
+                if now >= check_at:  # a primary-key read, at most once per interval
+                    if reason := await token_ended(runtime.db, who.token_id):
+                        yield Ended(reason)
+                        return
+                    check_at = now + TOKEN_CHECK_SECONDS
+                if isinstance(item, Idle):
+                    if now >= beat_at:
+                        beat_at = now + HEARTBEAT_SECONDS
+                        yield item
+                    continue
+                if item is None:
+                    return
+                if isinstance(item, Exception):
+                    yield Ended("overflow")
+                    return
+                beat_at = now + HEARTBEAT_SECONDS
+                yield item
+    finally:
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump
+
+
 @router.get(
     "",
     response_class=StreamingResponse,
@@ -90,6 +174,9 @@ async def stream(
     follow: bool = True,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
+    """Replay (``Last-Event-ID``/``since``), then live events. Ends with ``event: overflow``
+    when the client is too slow (reconnect with ``Last-Event-ID``), or ``event: revoked`` with
+    ``{"reason": "revoked" | "expired"}`` within 5 s of the token's revocation or expiry."""
     after_id, since_time = parse_since(since, last_event_id)
     flt = _filter(who, type, subject)
 
@@ -102,25 +189,17 @@ async def stream(
                     cursor = ev.id
                     yield _sse(ev)
             return
-        queue: asyncio.Queue[Event | Exception | None] = asyncio.Queue(maxsize=1000)
-        pump = asyncio.create_task(_pump(runtime.bus.stream(flt, after_id, since_time), queue))
-        try:
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
-                except TimeoutError:
+        async with contextlib.aclosing(
+            live_stream(runtime, who, flt, after_id, since_time)
+        ) as live:
+            async for item in live:
+                if isinstance(item, Idle):
                     yield ": keep-alive\n\n"
-                    continue
-                if item is None:
-                    return
-                if isinstance(item, Exception):
-                    yield "event: overflow\ndata: {}\n\n"
-                    return
-                yield _sse(item)
-        finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+                elif isinstance(item, Ended):
+                    data = json.dumps({"reason": item.reason}) if item.token else "{}"
+                    yield f"event: {'revoked' if item.token else 'overflow'}\ndata: {data}\n\n"
+                else:
+                    yield _sse(item)
 
     return StreamingResponse(
         body(),
@@ -152,7 +231,8 @@ async def websocket(
     subject: SubjectQuery = None,
     since: SinceQuery = None,
 ) -> None:
-    """The same stream as JSON text frames; auth by header or ``access_token`` query."""
+    """The same stream as JSON text frames; auth by header or ``access_token`` query. Closes
+    with 1008 ``token revoked``/``token expired`` within 5 s of either, 1013 when too slow."""
     runtime = ws.app.state.runtime
     try:
         who = await websocket_principal(ws, Role.viewer)
@@ -161,10 +241,47 @@ async def websocket(
         await ws.close(code=1008, reason=str(getattr(exc, "detail", exc))[:120])
         return
     await ws.accept()
+    live = live_stream(runtime, who, _filter(who, type, subject), after_id, since_time)
+    send = asyncio.create_task(_send_events(ws, live))
+    # A client that leaves is noticed only by reading: without this, a stream with nothing to
+    # send would stay (and keep checking its token) until its next event.
+    gone = asyncio.create_task(_until_disconnect(ws))
     try:
-        async for ev in runtime.bus.stream(_filter(who, type, subject), after_id, since_time):
-            await ws.send_text(ev.model_dump_json())
-    except (WebSocketDisconnect, SubscriberTooSlow):
-        pass
+        await asyncio.wait({send, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (send, gone):
+            task.cancel()
+        await asyncio.gather(send, gone, return_exceptions=True)  # neither outlives the socket
+    if send.cancelled():  # the client left
+        return
+    failed = send.exception()
+    if isinstance(failed, WebSocketDisconnect):
+        return
+    if failed is not None:
+        raise failed
+    code, reason = send.result()
     with contextlib.suppress(Exception):
-        await ws.close()
+        await ws.close(code=code, reason=reason)
+
+
+async def _send_events(
+    ws: WebSocket, live: AsyncGenerator[Event | Idle | Ended]
+) -> tuple[int, str]:
+    """Send the stream's events; the close code and reason to end with."""
+    async with contextlib.aclosing(live):
+        async for item in live:
+            if isinstance(item, Ended):
+                # 1008 (policy violation): the token no longer allows this stream; 1013
+                # (try again later): too slow, reconnect and replay
+                if item.token:
+                    return 1008, f"token {item.reason}"
+                return 1013, "too slow"
+            if isinstance(item, Event):
+                await ws.send_text(item.model_dump_json())
+    return 1000, ""
+
+
+async def _until_disconnect(ws: WebSocket) -> None:
+    """Read (and ignore) what the client sends until it disconnects."""
+    while (await ws.receive())["type"] != "websocket.disconnect":
+        pass
