@@ -94,7 +94,7 @@ def _serve(conn: Connection, memory: int) -> None:
             conn.send(("error", exc.kind, str(exc)))
 
 
-@dataclass
+@dataclass(eq=False)  # a worker is itself, kept in a set
 class _Worker:
     process: BaseProcess
     conn: Connection
