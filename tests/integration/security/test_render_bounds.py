@@ -18,9 +18,7 @@ import httpx
 from tests.integration.security.conftest import Roost, start_roost
 
 MAC = "52:54:00:15:06:01"
-RUNAWAY = (
-    "#!ipxe\n{% for i in range(15000) %}{% for j in range(15000) %}{% endfor %}{% endfor %}\n"
-)
+RUNAWAY = "#!ipxe\n{% for i in range(15000) %}{% for j in range(15000) %}{% endfor %}{% endfor %}\n"
 TIMEOUT = 3.0
 
 
@@ -52,7 +50,7 @@ def test_runaway_template_does_not_stall_the_server(tmp_path: Path) -> None:
         assert roost.api().put("/boot/files/small.bin", content=b"x" * 4096).status_code == 201
         serve_profile(roost, "runaway", RUNAWAY)
         workers_before = render_workers(roost)
-        assert len(workers_before) == 2, [Path(f"/proc/{p}/cmdline").read_bytes() for p in workers_before]
+        assert len(workers_before) == 2
         with ThreadPoolExecutor(1) as pool:
             started = time.monotonic()
             fetch = pool.submit(roost.boot().get, f"/boot/{MAC}.ipxe")
