@@ -69,12 +69,13 @@ MAX_POWER_BITS = 4096
 """Largest integer ``**`` may build: big enough for any address or size arithmetic, small
 enough that ``10**10**7`` does not take the worker's whole time limit."""
 
-RenderFailure = Literal["template", "timeout", "output", "busy"]
+RenderFailure = Literal["template", "timeout", "output", "busy", "crash"]
 
 
 class RenderError(RoostError):
     """A template failed at render time: ``kind`` says how (``template``: sandbox violation,
-    unknown variable, bad filter; ``timeout``, ``output``: a limit; ``busy``: no renderer)."""
+    unknown variable, bad filter; ``timeout``, ``output``: a limit; ``busy``: no renderer free;
+    ``crash``: the worker died)."""
 
     status = 500
     title = "Template error"

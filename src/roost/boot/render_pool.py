@@ -173,7 +173,7 @@ class RenderPool:
         except TimeoutError:
             raise _too_slow(job, self.timeout) from None
         except (EOFError, OSError):
-            raise RenderError(f"{job.what}: the renderer died (memory limit?)", "output") from None
+            raise RenderError(f"{job.what}: the renderer died", "crash") from None
         finally:
             loop.remove_reader(fd)
             if healthy:
