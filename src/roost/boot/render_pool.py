@@ -21,6 +21,7 @@ import contextlib
 import logging
 import multiprocessing
 import resource
+import signal
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -79,6 +80,7 @@ class InlineRenderer:
 
 def _serve(conn: Connection, memory: int) -> None:
     """A worker's loop: a Job in, ``("ok", text)`` or ``("error", kind, detail)`` out."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C of the terminal is the server's to handle
     with contextlib.suppress(ValueError, OSError):  # a limit the platform refuses
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     while True:
