@@ -121,9 +121,10 @@ class BootSettings(Section):
     """Import the iPXE binaries of Debian's ``ipxe`` package into the store at start."""
     ipxe_dir: Path = Path("/usr/lib/ipxe")
     """Where Debian's ``ipxe`` package puts ``undionly.kpxe``, ``ipxe.efi``, ``snponly.efi``."""
-    render_workers: int = Field(default=2, ge=1, le=64)
+    render_workers: int = Field(default=2, ge=0, le=64)
     """Worker processes that render profile templates, off the event loop; a render waits at
-    most ``render_timeout`` for a free one (then ``503``)."""
+    most ``render_timeout`` for a free one (then ``503``). 0: render in a thread of the server
+    (the sandbox and output limits hold, but a runaway loop keeps that thread busy)."""
     render_timeout: float = Field(default=2.0, gt=0, le=60)
     """Seconds one document may take to render; past it the worker is killed and replaced and
     the client gets ``500``."""

@@ -22,17 +22,21 @@ import logging
 import multiprocessing
 import resource
 import signal
+import sys
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
 from roost.boot.render import MAX_OUTPUT, RenderError, RenderFailure, render
+from roost.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 WORKER_MEMORY = 1 << 30
 """Address space of a worker process (``RLIMIT_AS``), in bytes."""
+START_TIMEOUT = 60.0
+"""Seconds a new worker has to start its interpreter and say it is ready."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ def _serve(conn: Connection, memory: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C of the terminal is the server's to handle
     with contextlib.suppress(ValueError, OSError):  # a limit the platform refuses
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    conn.send("ready")
     while True:
         try:
             job = conn.recv()
@@ -94,6 +99,13 @@ def _serve(conn: Connection, memory: int) -> None:
             conn.send(("ok", run(job)))
         except RenderError as exc:
             conn.send(("error", exc.kind, str(exc)))
+
+
+def _ready(conn: Connection) -> bool:
+    try:
+        return conn.poll(START_TIMEOUT) and conn.recv() == "ready"
+    except (EOFError, OSError):
+        return False
 
 
 @dataclass(eq=False)  # a worker is itself, kept in a set
@@ -132,8 +144,17 @@ class RenderPool:
         return worker
 
     async def start(self) -> None:
+        """Start every worker and wait until each is ready; a worker that cannot start (an
+        interpreter this user may not run) is a ConfigError, not a crash at the first boot."""
         for _ in range(self.size):
             self._idle.put_nowait(await asyncio.to_thread(self._spawn))
+        for worker in list(self._all):
+            if not await asyncio.to_thread(_ready, worker.conn):
+                await self.stop()
+                raise ConfigError(
+                    f"boot.render_workers: a render worker ({sys.executable}) did not start;"
+                    " 0 renders in a thread of the server instead"
+                )
 
     async def stop(self) -> None:
         workers, self._all = self._all, set()
@@ -148,7 +169,13 @@ class RenderPool:
     async def _replace(self, worker: _Worker) -> None:
         self._all.discard(worker)
         await asyncio.to_thread(worker.kill)
-        self._idle.put_nowait(await asyncio.to_thread(self._spawn))
+        new = await asyncio.to_thread(self._spawn)
+        if await asyncio.to_thread(_ready, new.conn):
+            self._idle.put_nowait(new)
+        else:
+            log.error("render worker %s did not start", sys.executable)
+            self._all.discard(new)
+            await asyncio.to_thread(new.kill)
 
     async def render(self, job: Job) -> str:
         try:

@@ -19,7 +19,7 @@ from roost.boot.documents import Documents, Gate, NodeLookup, no_inventory
 from roost.boot.enrollment import EnrollmentGate, enroller
 from roost.boot.http11 import HTTPServer
 from roost.boot.profiles import ProfileBook
-from roost.boot.render_pool import RenderPool
+from roost.boot.render_pool import InlineRenderer, Renderer, RenderPool
 from roost.boot.server import BootHTTP, Enroller
 from roost.boot.store import BootStore
 from roost.boot.tokens import BootTokens
@@ -75,8 +75,11 @@ class BootService:
         await self.store.open()
         await self.import_ipxe(self.settings.ipxe_dir)
         boot_tokens = tokens_for(self.runtime)
-        self.renderer = RenderPool(self.settings.render_workers, self.settings.render_timeout)
-        await self.renderer.start()
+        renderer: Renderer = InlineRenderer(self.settings.render_timeout)
+        if self.settings.render_workers:
+            self.renderer = RenderPool(self.settings.render_workers, self.settings.render_timeout)
+            await self.renderer.start()
+            renderer = self.renderer
         self.documents = Documents(
             self.book,
             boot_tokens,
@@ -84,7 +87,7 @@ class BootService:
             self.gate or EnrollmentGate(self.runtime, boot_tokens),
             lookup=self.lookup,
             site=self.runtime.settings.site,
-            renderer=self.renderer,
+            renderer=renderer,
             bus=self.runtime.bus,
             max_output=self.settings.render_max_output,
         )
