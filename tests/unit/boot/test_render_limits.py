@@ -3,6 +3,8 @@ pool's time limit (a runaway worker is killed and replaced; stop leaves no proce
 
 from __future__ import annotations
 
+import multiprocessing
+
 import pytest
 
 from roost.boot.render import RenderError, render
@@ -83,6 +85,7 @@ async def test_pool_kills_a_runaway_worker_and_replaces_it() -> None:
         processes = [w.process for w in pool._all]
         await pool.stop()
     assert pool._all == set()
+    assert multiprocessing.active_children() == []
     for process in processes:
         with pytest.raises(ValueError):  # closed: joined and released
             process.is_alive()
