@@ -131,6 +131,7 @@ class RenderPool:
         self._context = multiprocessing.get_context("spawn")
         self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
         self._all: set[_Worker] = set()
+        self._stopped = False
 
     def _spawn(self) -> _Worker:
         ours, theirs = self._context.Pipe()
@@ -157,6 +158,7 @@ class RenderPool:
                 )
 
     async def stop(self) -> None:
+        self._stopped = True
         workers, self._all = self._all, set()
         for worker in workers:
             with contextlib.suppress(OSError):
@@ -170,10 +172,11 @@ class RenderPool:
         self._all.discard(worker)
         await asyncio.to_thread(worker.kill)
         new = await asyncio.to_thread(self._spawn)
-        if await asyncio.to_thread(_ready, new.conn):
+        if await asyncio.to_thread(_ready, new.conn) and not self._stopped:
             self._idle.put_nowait(new)
-        else:
-            log.error("render worker %s did not start", sys.executable)
+        else:  # a stop came meanwhile, or the interpreter can no longer start
+            if not self._stopped:
+                log.error("render worker %s did not start", sys.executable)
             self._all.discard(new)
             await asyncio.to_thread(new.kill)
 
