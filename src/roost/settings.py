@@ -121,6 +121,15 @@ class BootSettings(Section):
     """Import the iPXE binaries of Debian's ``ipxe`` package into the store at start."""
     ipxe_dir: Path = Path("/usr/lib/ipxe")
     """Where Debian's ``ipxe`` package puts ``undionly.kpxe``, ``ipxe.efi``, ``snponly.efi``."""
+    render_workers: int = Field(default=2, ge=0, le=64)
+    """Worker processes that render profile templates, off the event loop; a render waits at
+    most ``render_timeout`` for a free one (then ``503``). 0: render in a thread of the server
+    (the sandbox and output limits hold, but a runaway loop keeps that thread busy)."""
+    render_timeout: float = Field(default=2.0, gt=0, le=60)
+    """Seconds one document may take to render; past it the worker is killed and replaced and
+    the client gets ``500``."""
+    render_max_output: int = Field(default=2**20, ge=1024, le=64 * 2**20)
+    """Characters one rendered document may have; a longer one fails (``500``)."""
 
 
 class DHCPSettings(Section):

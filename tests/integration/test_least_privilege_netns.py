@@ -93,8 +93,10 @@ class Lab2:
             ROOST_BOOT__IMPORT_IPXE="false",
             ROOST_NODES__AUTO_DISCOVER="false",
             # The venv's interpreter links into /root (0700): setpriv's own exec reaches it, a
-            # TFTP worker's exec by the unprivileged uid does not. Workers need no capability.
+            # TFTP or render worker's exec by the unprivileged uid does not (render workers
+            # then fail the start, clearly). Workers need no capability.
             ROOST_TFTP__WORKERS="0",
+            ROOST_BOOT__RENDER_WORKERS="0",
             **extra,
         )
         return env

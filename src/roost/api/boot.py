@@ -29,6 +29,7 @@ from roost.boot.enrollment import EnrollmentGate
 from roost.boot.names import check_arch, check_file_name, normalize_mac
 from roost.boot.profiles import Profile, ProfileBook, ProfileIn, Rule, RuleIn
 from roost.boot.render import TemplateKind
+from roost.boot.render_pool import InlineRenderer
 from roost.boot.service import BootService, node_lookup, node_sites, store_for, tokens_for
 from roost.boot.store import BootFile, TooLarge
 from roost.errors import Conflict, Forbidden, Invalid, NotFound
@@ -264,6 +265,9 @@ def _documents(runtime: Runtime) -> Documents:
         EnrollmentGate(runtime, boot_tokens),
         lookup=node_lookup(runtime),
         site=runtime.settings.site,
+        renderer=InlineRenderer(boot.render_timeout),
+        bus=runtime.bus,
+        max_output=boot.render_max_output,
     )
 
 

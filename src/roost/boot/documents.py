@@ -8,11 +8,16 @@ Two tokens appear in them, both decided by the :class:`Gate` (the enrollment pol
 ``boot_token`` (the HMAC of :mod:`roost.boot.tokens`), which guards this server's node-private
 URLs and the callback. A render that may not enroll carries neither: both are empty strings,
 and so are the URLs that would carry the boot token.
+
+Rendering goes through a :class:`roost.boot.render_pool.Renderer` (worker processes with a time
+and an output limit in the boot service). A render that fails publishes ``boot.render.failed``,
+at most once per profile every :data:`FAILURE_EVENT_INTERVAL` seconds.
 """
 
 from __future__ import annotations
 
 import posixpath
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,11 +25,23 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from roost.boot.profiles import NodeInfo, Profile, ProfileBook
-from roost.boot.render import DEFAULT_IPXE, DEFAULT_META_DATA, TemplateKind, render
+from roost.boot.render import (
+    DEFAULT_IPXE,
+    DEFAULT_META_DATA,
+    MAX_OUTPUT,
+    RenderError,
+    TemplateKind,
+    render,
+)
+from roost.boot.render_pool import InlineRenderer, Job, Renderer
 from roost.boot.tokens import BootTokens
 from roost.errors import NotFound
+from roost.events import EventBus
 
 _ARCHES_KEPT = 65536
+FAILURE_EVENT_INTERVAL = 5.0
+"""Seconds between two ``boot.render.failed`` events of one profile (anonymous clients can
+ask for a broken render as often as they like)."""
 NodeLookup = Callable[[str], Awaitable[NodeInfo | None]]
 """What the inventory knows about a MAC (name, hostname, arch, tags), or None."""
 
@@ -69,9 +86,11 @@ def variables(
     http_base: str,
     token: str | None,
     boot_token: str | None,
+    render_cmdline: bool = True,
 ) -> dict[str, Any]:
     """Everything a template may use; see docs/boot.md for the list. Without a boot token
-    the URLs that would carry it are empty strings, like the tokens themselves."""
+    the URLs that would carry it are empty strings, like the tokens themselves.
+    ``render_cmdline=False`` leaves ``cmdline`` empty, for a :class:`Job` to render it."""
     mac = node.mac
 
     def guarded(url: str) -> str:
@@ -107,7 +126,8 @@ def variables(
             "initrds": list(profile.initrds),
         },
     }
-    out["cmdline"] = render(profile.cmdline, out, "cmdline") if profile.cmdline else ""
+    rendered = render_cmdline and profile.cmdline
+    out["cmdline"] = render(profile.cmdline, out, "cmdline") if rendered else ""
     out["profile"]["cmdline"] = out["cmdline"]
     return out
 
@@ -141,6 +161,9 @@ class Documents:
         gate: Gate,
         lookup: NodeLookup = no_inventory,
         site: str | None = None,
+        renderer: Renderer | None = None,
+        bus: EventBus | None = None,
+        max_output: int = MAX_OUTPUT,
     ) -> None:
         self.book = book
         self.tokens = tokens
@@ -151,6 +174,11 @@ class Documents:
         """The site of a MAC the inventory does not know: the server's, where it booted."""
         self.arches: OrderedDict[tuple[str, str], str] = OrderedDict()
         """(MAC, client address) → the architecture that client last asked for that MAC."""
+        self.renderer: Renderer = renderer or InlineRenderer()
+        self.bus = bus
+        self.max_output = max_output
+        self._failed: dict[str, float] = {}
+        """Profile → when its last ``boot.render.failed`` was published (monotonic)."""
 
     async def check(self, mac: str, boot_token: str | None) -> bool:
         return await self.gate.check(mac, boot_token)
@@ -188,5 +216,25 @@ class Documents:
             http_base=http_base,
             token=admitted.token,
             boot_token=admitted.boot_token,
+            render_cmdline=False,
         )
-        return Rendered(profile.name, kind, render(source, values, f"{profile.name} {kind}"))
+        job = Job(profile.cmdline, source, values, f"{profile.name} {kind}", self.max_output)
+        try:
+            text = await self.renderer.render(job)
+        except RenderError as exc:
+            self._report(profile.name, kind, mac, exc, node.site)
+            raise
+        return Rendered(profile.name, kind, text)
+
+    def _report(
+        self, profile: str, kind: TemplateKind, mac: str, exc: RenderError, site: str | None
+    ) -> None:
+        if self.bus is None:
+            return
+        now = time.monotonic()
+        if now - self._failed.get(profile, -FAILURE_EVENT_INTERVAL) < FAILURE_EVENT_INTERVAL:
+            return
+        self._failed[profile] = now
+        data = {"profile": profile, "kind": kind, "mac": mac, "reason": exc.kind,
+                "detail": str(exc)}  # fmt: skip
+        self.bus.emit("boot.render.failed", profile, data, site=site)

@@ -139,8 +139,8 @@ class BootHTTP:
             return _text(404, "not found")
         except (Invalid, NotFound) as exc:
             return _text(exc.status if isinstance(exc, NotFound) else 400, str(exc))
-        except RenderError as exc:
-            return _text(500, str(exc))
+        except RenderError as exc:  # names the profile and what failed, never template text
+            return _text(exc.status, str(exc))
 
     def observe(
         self, request: Request, response: Response, sent: int, seconds: float, complete: bool

@@ -19,6 +19,7 @@ from roost.boot.documents import Documents, Gate, NodeLookup, no_inventory
 from roost.boot.enrollment import EnrollmentGate, enroller
 from roost.boot.http11 import HTTPServer
 from roost.boot.profiles import ProfileBook
+from roost.boot.render_pool import InlineRenderer, Renderer, RenderPool
 from roost.boot.server import BootHTTP, Enroller
 from roost.boot.store import BootStore
 from roost.boot.tokens import BootTokens
@@ -67,12 +68,18 @@ class BootService:
         self.http: HTTPServer | None = None
         self.address: tuple[str, int] | None = None
         self.documents: Documents | None = None
+        self.renderer: RenderPool | None = None
         self._access_log: AccessLog | None = None
 
     async def start(self) -> None:
         await self.store.open()
         await self.import_ipxe(self.settings.ipxe_dir)
         boot_tokens = tokens_for(self.runtime)
+        renderer: Renderer = InlineRenderer(self.settings.render_timeout)
+        if self.settings.render_workers:
+            self.renderer = RenderPool(self.settings.render_workers, self.settings.render_timeout)
+            await self.renderer.start()
+            renderer = self.renderer
         self.documents = Documents(
             self.book,
             boot_tokens,
@@ -80,6 +87,9 @@ class BootService:
             self.gate or EnrollmentGate(self.runtime, boot_tokens),
             lookup=self.lookup,
             site=self.runtime.settings.site,
+            renderer=renderer,
+            bus=self.runtime.bus,
+            max_output=self.settings.render_max_output,
         )
         if self.settings.access_log is not None:
             try:
@@ -136,6 +146,9 @@ class BootService:
         if self._access_log is not None:
             self._access_log.close()
             self._access_log = None
+        if self.renderer is not None:
+            await self.renderer.stop()
+            self.renderer = None
 
     def health(self) -> Health:
         if self.http is None or self.address is None:
